@@ -1,0 +1,1 @@
+"""Sub-commands of the ``hf-nft`` CLI; each module defines ``register(subparsers)`` setting ``func``."""
