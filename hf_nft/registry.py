@@ -28,7 +28,7 @@ class Registry(Generic[T]):
 
         def decorate(obj: T) -> T:
             existing = self._entries.get(name)
-            if existing is not None and existing is not obj:
+            if existing is not None and not isinstance(existing, str) and existing is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered.")
             self._entries[name] = obj
             return obj

@@ -1,0 +1,130 @@
+"""NFTConfig: `transformers.TrainingArguments` plus the settings of the protection method."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from hf_nft.losses import NFT_LOSS_FUNCTIONS
+from hf_nft.optimizers import check_optimizer_name
+
+NFT_LOSSES = tuple(NFT_LOSS_FUNCTIONS)
+
+
+DEFAULT_ADVERSARY_POOL = [
+    "sgd:0.01",
+    "sgd:0.1",
+    "sgd_momentum:0.01",
+    "sgd_momentum:0.05",
+    "adam:0.0003",
+    "adam:0.001",
+    "adam:0.003",
+    "adamw:0.001",
+    "rmsprop:0.001",
+]
+
+
+def parse_adversary(entry: str) -> tuple[str, float]:
+    """Split an adversary pool entry ``"optimizer:learning_rate"`` and validate both parts."""
+    name, sep, lr_text = entry.partition(":")
+    if not sep:
+        raise ValueError(f"Adversary pool entry {entry!r} must look like 'optimizer:learning_rate', e.g. 'adam:1e-3'.")
+    check_optimizer_name(name)
+    try:
+        lr = float(lr_text)
+    except ValueError as error:
+        raise ValueError(f"Adversary pool entry {entry!r}: learning rate {lr_text!r} is not a number.") from error
+    if lr <= 0:
+        raise ValueError(f"Adversary pool entry {entry!r}: the learning rate must be positive.")
+    return name, lr
+
+
+@dataclass
+class NFTConfig(TrainingArguments):
+    """Training arguments of an :class:`~hf_nft.NFTTrainer`.
+
+    Every ``TrainingArguments`` field keeps its meaning (``learning_rate`` is the outer, protecting optimizer's);
+    the fields below configure the protection method (SOPHON by default).
+    """
+
+    nft_method: str = field(default="sophon", metadata={"help": "Protection method, a name in hf_nft.registry.METHODS."})
+    nft_loss: str = field(
+        default="kl_uniform",
+        metadata={"help": f"Non-fine-tunable loss on the restricted domain, one of {NFT_LOSSES}."},
+    )
+    alpha: float = field(default=1.0, metadata={"help": "Weight of the fine-tuning suppression (FTS) loss."})
+    beta: float = field(default=1.0, metadata={"help": "Weight of the normal-training reinforcement (NTR) loss."})
+    fts_steps: int = field(default=1, metadata={"help": "Suppression steps per alternation cycle."})
+    ntr_steps: int = field(default=1, metadata={"help": "Reinforcement steps per alternation cycle."})
+    inner_steps: int = field(
+        default=8, metadata={"help": "K: simulated fine-tuning steps per suppression step (first-order MAML)."}
+    )
+    adversary_pool: list[str] = field(
+        default_factory=lambda: list(DEFAULT_ADVERSARY_POOL),
+        metadata={"help": "Simulated fine-tuning strategies as 'optimizer:learning_rate'; one is drawn per step."},
+    )
+    adversary_batch_sizes: list[int] = field(
+        default_factory=lambda: [16, 32],
+        metadata={"help": "Batch sizes the simulated adversary draws from, one per simulated fine-tuning."},
+    )
+    head_reset_probability: float = field(
+        default=0.5,
+        metadata={"help": "Probability that a simulated adversary re-initialises the classification head first."},
+    )
+    query_batch_size: int = field(
+        default=32, metadata={"help": "Restricted examples on which each simulated step's NFT loss is evaluated."}
+    )
+    guard_tolerance: float = field(
+        default=0.2,
+        metadata={
+            "help": "Collapse guard: stop and roll back to the last good weights if original-domain accuracy falls "
+            "this far below its starting value (a transient dip at the start of protection is normal)."
+        },
+    )
+    guard_every: int = field(
+        default=25, metadata={"help": "Steps between checks of the original-domain accuracy (0 disables the guard)."}
+    )
+    guard_examples: int = field(
+        default=512, metadata={"help": "Original-domain evaluation examples used by the collapse guard."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.nft_loss not in NFT_LOSSES:
+            raise ValueError(f"Unknown nft_loss {self.nft_loss!r}; expected one of {NFT_LOSSES}.")
+        for name in ("alpha", "beta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}.")
+        if self.alpha == 0 and self.beta == 0:
+            raise ValueError("alpha and beta are both 0: nothing would be trained.")
+        for name in ("inner_steps", "fts_steps", "query_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.ntr_steps < 0 or self.guard_every < 0 or self.guard_examples <= 0:
+            raise ValueError("ntr_steps and guard_every must be >= 0 and guard_examples > 0.")
+        if not self.adversary_pool:
+            raise ValueError("adversary_pool is empty: give at least one 'optimizer:learning_rate' entry.")
+        for entry in self.adversary_pool:
+            parse_adversary(entry)
+        if not self.adversary_batch_sizes or min(self.adversary_batch_sizes) <= 0:
+            raise ValueError(f"adversary_batch_sizes must be positive integers, got {self.adversary_batch_sizes}.")
+        if not 0.0 <= self.head_reset_probability <= 1.0:
+            raise ValueError(f"head_reset_probability must be in [0, 1], got {self.head_reset_probability}.")
+        if not 0.0 <= self.guard_tolerance <= 1.0:
+            raise ValueError(f"guard_tolerance must be in [0, 1], got {self.guard_tolerance}.")
+
+    @property
+    def restricted_batch_size(self) -> int:
+        """Restricted examples drawn per simulated step: the largest adversary batch plus the query batch."""
+        return max(self.adversary_batch_sizes) + self.query_batch_size
+
+    @classmethod
+    def from_training_arguments(cls, args: TrainingArguments, **overrides: object) -> NFTConfig:
+        """Upgrade a plain ``TrainingArguments`` (every field kept) to an ``NFTConfig`` with default NFT fields."""
+        if isinstance(args, cls) and not overrides:
+            return args
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init and hasattr(args, f.name)}
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,5 @@
+"""Protection methods, registered by name in :data:`hf_nft.registry.METHODS`."""
+
+from hf_nft.registry import METHODS
+
+METHODS.register_lazy("sophon", "hf_nft.methods.sophon:Sophon")

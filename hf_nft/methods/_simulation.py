@@ -1,0 +1,158 @@
+"""Functional fine-tuning simulation shared by the meta-learning methods (SOPHON, MLAC, ...).
+
+A simulated adversary fine-tunes *copies of the parameter tensors* (never a deep copy of the model) with a
+real ``torch.optim`` optimizer, calling the model through ``torch.func.functional_call``. Buffers (e.g.
+BatchNorm running statistics) are cloned as well, so the simulation never touches the model's own state.
+The first-order meta-gradient (FOMAML) of the suppression loss at every point of the trajectory, including
+its start, is accumulated and returned for the caller to apply to the real weights.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from hf_nft.config import parse_adversary
+from hf_nft.modeling import fresh_head_parameters, head_parameter_names
+from hf_nft.optimizers import build_optimizer
+
+Batch = dict[str, Any]
+Forward = Callable[[Batch], Any]
+# A loss of the model (called through ``forward``) on a batch.
+BatchLoss = Callable[[Forward, Batch], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AdversaryStrategy:
+    """One simulated fine-tuning strategy: optimizer, learning rate, batch size, head reset."""
+
+    optimizer: str
+    learning_rate: float
+    batch_size: int
+    reset_head: bool
+
+
+class AdversaryPool:
+    """Draws simulated fine-tuning strategies uniformly from ``optimizer:lr`` entries and batch sizes."""
+
+    def __init__(
+        self, entries: list[str], batch_sizes: list[int], head_reset_probability: float, seed: int = 0
+    ) -> None:
+        self.adversaries = [parse_adversary(entry) for entry in entries]
+        self.batch_sizes = list(batch_sizes)
+        self.head_reset_probability = head_reset_probability
+        self._rng = random.Random(seed)
+
+    def sample(self) -> AdversaryStrategy:
+        """A random strategy from the pool."""
+        optimizer, learning_rate = self._rng.choice(self.adversaries)
+        return AdversaryStrategy(
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            batch_size=self._rng.choice(self.batch_sizes),
+            reset_head=self._rng.random() < self.head_reset_probability,
+        )
+
+
+@dataclass
+class SimulationResult:
+    """Averaged first-order meta-gradient per parameter name, and the losses seen along the trajectory."""
+
+    meta_gradients: dict[str, torch.Tensor]
+    suppression_losses: list[float]
+    adversary_losses: list[float]
+
+
+def slice_batch(batch: Batch, start: int, stop: int) -> Batch:
+    """Rows ``start:stop`` of every tensor in a batch (other values are kept as they are)."""
+    return {key: value[start:stop] if torch.is_tensor(value) else value for key, value in batch.items()}
+
+
+class FineTuningSimulation:
+    """Simulates an adversary fine-tuning ``model`` on restricted batches and scores the trajectory.
+
+    ``adversary_loss`` is what the adversary minimises (e.g. cross-entropy); ``suppression_loss`` is the
+    non-fine-tunable loss the protection wants low at every point of the trajectory.
+    """
+
+    def __init__(self, model: nn.Module, adversary_loss: BatchLoss, suppression_loss: BatchLoss) -> None:
+        self.model = model
+        self.adversary_loss = adversary_loss
+        self.suppression_loss = suppression_loss
+        self.head_names = head_parameter_names(model)
+
+    def _forward(self, tensors: dict[str, torch.Tensor], training: bool) -> Forward:
+        def forward(batch: Batch) -> Any:
+            was_training = self.model.training
+            self.model.train(training)
+            try:
+                inputs = {key: value for key, value in batch.items() if key != "labels"}
+                return functional_call(self.model, tensors, args=(), kwargs=inputs, strict=False)
+            finally:
+                self.model.train(was_training)
+
+        return forward
+
+    def _accumulate(
+        self, loss_fn: BatchLoss, tensors: dict[str, torch.Tensor], trainable: dict[str, torch.Tensor],
+        batch: Batch, training: bool,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        loss = loss_fn(self._forward(tensors, training), batch)
+        grads = torch.autograd.grad(loss, list(trainable.values()), allow_unused=True)
+        return loss.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(trainable.values(), grads)]
+
+    def run(self, strategy: AdversaryStrategy, batches: Iterator[Batch], steps: int,
+            query_size: int, generator: torch.Generator | None = None) -> SimulationResult:
+        """Simulate ``steps`` adversary steps; each batch gives a support slice and a query slice.
+
+        The support slice (the first ``strategy.batch_size`` rows) drives the adversary's step; the query slice
+        (the last ``query_size`` rows) scores the suppression loss. Query losses are evaluated in eval mode
+        (how the adversary deploys the result), support steps in train mode (how it trains).
+        """
+        released = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+        buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+        fast = {name: p.detach().clone().requires_grad_(True) for name, p in released.items()}
+        meta = {name: torch.zeros_like(p) for name, p in released.items()}
+        reset_names: set[str] = set()
+        terms: list[torch.Tensor] = []
+
+        def score(query: Batch, skip: set[str]) -> None:
+            loss, grads = self._accumulate(self.suppression_loss, {**fast, **buffers}, fast, query, training=False)
+            for (name, _), grad in zip(fast.items(), grads):
+                if name not in skip:
+                    meta[name] += grad
+            terms.append(loss)
+
+        if strategy.reset_head:
+            score(self._query(next(batches), query_size), skip=set())  # the released weights, own head
+            with torch.no_grad():
+                for name, value in fresh_head_parameters(self.model, generator).items():
+                    if name in fast:
+                        fast[name].copy_(value)
+                        reset_names.add(name)
+        optimizer = build_optimizer(strategy.optimizer, fast.values(), strategy.learning_rate)
+        adversary_losses: list[float] = []
+        for _ in range(steps):
+            batch = next(batches)
+            score(self._query(batch, query_size), skip=reset_names)
+            support = slice_batch(batch, 0, strategy.batch_size)
+            loss, grads = self._accumulate(self.adversary_loss, {**fast, **buffers}, fast, support, training=True)
+            for tensor, grad in zip(fast.values(), grads):
+                tensor.grad = grad
+            optimizer.step()
+            adversary_losses.append(float(loss))
+        score(self._query(next(batches), query_size), skip=reset_names)
+        for grad in meta.values():
+            grad /= len(terms)
+        return SimulationResult(meta, [float(t) for t in terms], adversary_losses)
+
+    @staticmethod
+    def _query(batch: Batch, query_size: int) -> Batch:
+        size = len(batch["labels"]) if "labels" in batch else next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
+        return slice_batch(batch, max(0, size - query_size), size)
