@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from datasets import ClassLabel
 from test_attacks import digits, snapshot, text_dataset, tiny_bert, tiny_resnet  # noqa: F401 (fixture)
 
 from hf_nft.attacks.runner import run_attack
@@ -139,8 +140,8 @@ def test_bad_input_fails_before_any_attack(digits):  # noqa: F811
     with pytest.raises(ValueError, match="seeds must be a non-empty list"):
         evaluate_protection(tiny_resnet(), *digits, suite="quick", seeds=[], progress=False)
     four_way = per_class_subset(load_domain("mnist", "test"), 2).filter(lambda row: row["labels"] < 4)
+    four_way = four_way.cast_column("labels", ClassLabel(num_classes=4))
     with pytest.raises(ValueError, match="original domain has 4 classes"):
-        evaluate_protection(tiny_resnet(), *digits, suite="quick", original_eval=four_way.cast_column(
-            "labels", four_way.features["labels"].__class__(num_classes=4)), progress=False)
+        evaluate_protection(tiny_resnet(), *digits, suite="quick", original_eval=four_way, progress=False)
     with pytest.raises(ValueError, match="has 10 classes but the model's classification head has 2"):
         evaluate_protection(tiny_bert(), *digits, suite="quick", progress=False)
