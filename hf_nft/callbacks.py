@@ -14,7 +14,7 @@ from hf_nft.attacks.runner import check_attacks, execute, resolve
 from hf_nft.attacks.spec import AttackSpec
 from hf_nft.evaluation.metrics import Metric, get_metric
 
-DEFAULT_ATTACK = {"kind": "full_finetune", "optimizer": "adam", "learning_rate": 1e-3, "steps": 50}
+DEFAULT_ATTACK = {"kind": "full_finetune", "optimizer": "adam", "learning_rate": 1e-3, "steps": 50, "eval_every": 50}
 
 
 class AttackEvalCallback(TrainerCallback):
@@ -41,7 +41,7 @@ class AttackEvalCallback(TrainerCallback):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be positive, got {every_n_steps}.")
         if attacks is None:
-            attacks = AttackSpec(**DEFAULT_ATTACK, eval_every=DEFAULT_ATTACK["steps"], examples_per_class=examples_per_class)
+            attacks = AttackSpec(**DEFAULT_ATTACK, examples_per_class=examples_per_class)
         self.attacks = [attacks] if isinstance(attacks, AttackSpec) else list(attacks)
         self.every_n_steps = every_n_steps
         self.metric = get_metric(metric)

@@ -100,6 +100,8 @@ def test_json_round_trip_table_and_plot(report, tmp_path):
     report.to_json(tmp_path / "report.json")
     loaded = ProtectionReport.from_json(tmp_path / "report.json")
     assert loaded.to_dict() == report.to_dict() and loaded.headline == report.headline
+    with pytest.warns(UserWarning, match="unknown protection report keys"):
+        assert ProtectionReport.from_dict({**report.to_dict(), "from_the_future": 1}).to_dict() == report.to_dict()
     table = report.table()
     lines = table.splitlines()
     assert any(line.startswith(" original domain") for line in lines)
@@ -119,8 +121,8 @@ def test_lower_is_better_metric_picks_the_lowest_loss(digits):  # noqa: F811
 
 
 def test_text_classifier_with_a_collator():
-    from transformers import DataCollatorWithPadding, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import DataCollatorWithPadding, PreTrainedTokenizerFast
 
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[PAD]": 0}, unk_token="[PAD]")),
                                         pad_token="[PAD]")

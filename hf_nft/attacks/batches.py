@@ -63,7 +63,9 @@ class AttackData:
         """The attacker's training examples: ``examples_per_class`` of each label (all if ``None``)."""
         key = (examples_per_class, seed)
         if key not in self._budgets:
-            subset = self.train if examples_per_class is None else per_class_subset(self.train, examples_per_class, seed)
+            subset = self.train
+            if examples_per_class is not None:
+                subset = per_class_subset(subset, examples_per_class, seed)
             self._budgets[key] = Rows(list(subset), self.collate)
         return self._budgets[key]
 

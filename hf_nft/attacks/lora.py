@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from peft import LoraConfig, PeftConfig, PeftType, get_peft_model
@@ -27,7 +27,7 @@ ATTENTION_TARGETS = (("q_proj", "v_proj"), ("query", "value"), ("q_lin", "v_lin"
 def default_target_modules(model: nn.Module) -> list[str]:
     """Sensible adapter targets for ``model`` (see the module docstring)."""
     head = classifier_head(model)[0]
-    body = [(name, module) for name, module in model.named_modules() if name != head and not name.startswith(f"{head}.")]
+    body = [(name, module) for name, module in model.named_modules() if not (name + ".").startswith(f"{head}.")]
     linear_leaves = {name.rsplit(".", 1)[-1] for name, module in body if isinstance(module, nn.Linear)}
     for pair in ATTENTION_TARGETS:
         if set(pair) <= linear_leaves:
@@ -76,7 +76,7 @@ class _Adapter(Attack):
 class LoRA(_Adapter):
     """LoRA of rank ``rank`` (scaling ``alpha / rank``) on ``target_modules``."""
 
-    option_defaults = {"rank": 8, "alpha": 16, "dropout": 0.0, "target_modules": None}
+    option_defaults: ClassVar[dict[str, Any]] = {"rank": 8, "alpha": 16, "dropout": 0.0, "target_modules": None}
 
     def peft_config(self, targets: list[str] | str, head: str) -> PeftConfig:
         options = self.options
@@ -103,7 +103,7 @@ def peft_type(method: str) -> PeftType:
 class PeftMethod(_Adapter):
     """Any peft method by name (``method``), its config class given ``config`` as extra keyword arguments."""
 
-    option_defaults: dict[str, Any] = {"method": "loha", "config": {}, "target_modules": None}
+    option_defaults: ClassVar[dict[str, Any]] = {"method": "loha", "config": {}, "target_modules": None}
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:

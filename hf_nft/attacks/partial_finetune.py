@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
@@ -27,7 +29,7 @@ def trainable_names(model: nn.Module, num_blocks: int) -> set[str]:
     norms, pooler, head) - registration order follows the forward pass in transformers models."""
     prefix, blocks = block_list(model)
     if not isinstance(num_blocks, int) or not 1 <= num_blocks <= len(blocks):
-        raise ValueError(f"num_blocks must be between 1 and {len(blocks)} (the blocks of {prefix}), got {num_blocks!r}.")
+        raise ValueError(f"num_blocks must be between 1 and {len(blocks)} (blocks of {prefix}), got {num_blocks!r}.")
     names = [name for name, _ in model.named_parameters()]
     first_block = len(blocks) - num_blocks
     start = next(i for i, name in enumerate(names) if name.startswith(f"{prefix}.{first_block}."))
@@ -41,7 +43,7 @@ def trainable_names(model: nn.Module, num_blocks: int) -> set[str]:
 class PartialFinetune(Attack):
     """Fine-tune the last ``num_blocks`` blocks plus the head; the rest stays frozen."""
 
-    option_defaults = {"num_blocks": 1}
+    option_defaults: ClassVar[dict[str, Any]] = {"num_blocks": 1}
 
     def check_model(self, model: nn.Module) -> None:
         trainable_names(model, self.options["num_blocks"])

@@ -7,7 +7,7 @@ backbone in eval mode), computed once; the probe then replaces the head inside t
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -78,7 +78,7 @@ class LinearProbe(_Probe):
 class MLPProbe(_Probe):
     """A freshly initialised two-layer MLP probe of width ``hidden_size`` on frozen features."""
 
-    option_defaults = {"hidden_size": 128}
+    option_defaults: ClassVar[dict[str, Any]] = {"hidden_size": 128}
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:

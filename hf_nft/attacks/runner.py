@@ -89,7 +89,9 @@ def resolve(
     return spec, {}
 
 
-def _train(adaptation: Adaptation, spec: AttackSpec, metric: Metric, on_eval: OnEval | None) -> tuple[list[int], list[float]]:
+def _train(
+    adaptation: Adaptation, spec: AttackSpec, metric: Metric, on_eval: OnEval | None
+) -> tuple[list[int], list[float]]:
     module = adaptation.module
     parameters = [parameter for parameter in module.parameters() if parameter.requires_grad]
     if not parameters:

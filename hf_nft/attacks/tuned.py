@@ -9,7 +9,7 @@ configuration is then rerun over the suite's seeds like any other attack.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import optuna
 from torch import nn
@@ -27,7 +27,8 @@ SEARCH_OPTIMIZERS = ["sgd", "sgd_momentum", "nesterov", "adam", "adamw", "rmspro
 
 def _check_range(options: dict[str, Any], key: str, kind: type) -> None:
     bounds = options[key]
-    if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)):
+    numbers = isinstance(bounds, (list, tuple)) and all(isinstance(b, (int, float)) for b in bounds)
+    if not numbers or len(bounds) != 2:
         raise ValueError(f"tuned: option {key!r} must be [low, high], got {bounds!r}.")
     if not 0 < bounds[0] <= bounds[1] or (kind is int and not all(isinstance(b, int) for b in bounds)):
         raise ValueError(f"tuned: option {key!r} must satisfy 0 < low <= high ({kind.__name__}s), got {bounds!r}.")
@@ -40,7 +41,7 @@ class TunedAttack(SearchAttack):
     Batch size, weight decay, data budget and evaluation interval come from the spec itself.
     """
 
-    option_defaults: dict[str, Any] = {
+    option_defaults: ClassVar[dict[str, Any]] = {
         "trials": 10,
         "kinds": ["full_finetune", "partial_finetune", "linear_probe", "lora"],
         "optimizers": SEARCH_OPTIMIZERS,
@@ -106,7 +107,8 @@ class TunedAttack(SearchAttack):
                 if on_trial is not None:
                     on_trial()
 
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=3) if self.options["pruning"] else optuna.pruners.NopPruner()
+        pruning = self.options["pruning"]
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=3) if pruning else optuna.pruners.NopPruner()
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ class Outcome:
             raise ValueError("Runs of one attack must evaluate at the same steps.")
         spec = runs[0].spec.to_dict()
         spec.pop("seed")
-        return cls(spec=spec, seeds=[run.spec.seed for run in runs], steps=steps, values=[run.values for run in runs], search=search)
+        seeds, values = [run.spec.seed for run in runs], [run.values for run in runs]
+        return cls(spec=spec, seeds=seeds, steps=steps, values=values, search=search)
 
     @property
     def finals(self) -> list[float]:
@@ -107,14 +109,15 @@ class ProtectionReport:
 
     def table(self) -> str:
         """A plain-text table: one row per attack, one column per model role, plus the overhead."""
-        roles, headline = self.roles, self.headline["attack"]
+        roles, headline, spec = self.roles, self.headline["attack"], self.headline["spec"]
         seeds = len(next(iter(self.results.values()))["protected"].seeds)
         direction = "higher" if self.higher_is_better else "lower"
         width = max(32, *(len(name) + 2 for name in self.results))
         rows = [[f" {'attack':<{width - 1}}", *(f"{role:>15}" for role in roles), "  fine-tuning overhead"]]
         if self.original:
-            rows.append([f" {'original domain, no attack':<{width - 1}}", *(f"{self.original[r]:>15.3f}" for r in roles), ""])
-        rows.append([f" {'restricted domain, no attack':<{width - 1}}", *(f"{self.before[r]:>15.3f}" for r in roles), ""])
+            original = (f"{self.original[role]:>15.3f}" for role in roles)
+            rows.append([f" {'original domain, no attack':<{width - 1}}", *original])
+        rows.append([f" {'restricted domain, no attack':<{width - 1}}", *(f"{self.before[r]:>15.3f}" for r in roles)])
         for name, outcomes in self.results.items():
             cells = [f"{o.final_mean:.3f} ± {o.final_std:.3f}" for o in (outcomes[r] for r in roles)]
             overhead = describe_overhead(self.overhead[name]) if name in self.overhead else ""
@@ -124,7 +127,8 @@ class ProtectionReport:
             f"Suite {self.suite!r}: restricted-domain {self.metric} after each attack "
             f"(mean ± std over {seeds} seed(s); {direction} is better for the attacker)",
             *(" ".join(row).rstrip() for row in rows),
-            f"* headline (strongest attack on the protected model): {headline}",
+            f"* headline (strongest attack on the protected model): {headline} "
+            f"({spec['kind']}, {spec['optimizer']}, lr={spec['learning_rate']:g}, {spec['steps']} steps)",
         ]
         return "\n".join(lines)
 
@@ -136,7 +140,7 @@ class ProtectionReport:
             "higher_is_better": self.higher_is_better,
             "original": self.original,
             "before": self.before,
-            "results": {name: {role: vars(o) for role, o in outcomes.items()} for name, outcomes in self.results.items()},
+            "results": {name: {role: vars(o) for role, o in by_role.items()} for name, by_role in self.results.items()},
             "overhead": self.overhead,
             "seconds": self.seconds,
             "headline": self.headline,
@@ -144,13 +148,18 @@ class ProtectionReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProtectionReport:
-        """Inverse of :meth:`to_dict` (the derived ``headline`` is recomputed)."""
-        fields = {key: value for key, value in data.items() if key != "headline"}
-        fields["results"] = {
+        """Inverse of :meth:`to_dict` (the derived ``headline`` is recomputed). Keys this version does not
+        know (from a newer one) are dropped with a warning."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {"headline"})
+        if unknown:
+            warnings.warn(f"Ignoring unknown protection report keys {unknown}.", stacklevel=2)
+        values = {key: value for key, value in data.items() if key in known}
+        values["results"] = {
             name: {role: Outcome(**outcome) for role, outcome in outcomes.items()}
             for name, outcomes in data["results"].items()
         }
-        return cls(**fields)
+        return cls(**values)
 
     def to_json(self, path: str | Path) -> None:
         """Write the report to ``path`` as JSON (atomically)."""
@@ -210,8 +219,10 @@ def evaluate_protection(
         if original_eval is not None:
             check_label_count(model, num_labels(original_eval), "original domain")
 
-    original_batches = collated(original_eval, collate_fn) if original_eval is not None else []
-    original = {role: score_model(model, original_batches, metric) for role, model in models.items() if original_batches}
+    original = {}
+    if original_eval is not None:
+        original_batches = collated(original_eval, collate_fn)
+        original = {role: score_model(model, original_batches, metric) for role, model in models.items()}
     before = {role: score_model(model, data.eval_batches, metric) for role, model in models.items()}
     start = time.perf_counter()
     total = sum(_runs_per_spec(spec, len(suite.seeds)) for spec in suite.attacks) * len(models)
@@ -230,7 +241,9 @@ def evaluate_protection(
     overhead = {}
     for name, outcomes in results.items():
         if target is not None or "scratch" in outcomes:
-            goal = target if target is not None else default_target(outcomes["scratch"].final_mean, metric.higher_is_better)
+            goal = target
+            if goal is None:
+                goal = default_target(outcomes["scratch"].final_mean, metric.higher_is_better)
             curves = {role: (o.steps, o.mean_curve) for role, o in outcomes.items()}
             overhead[name] = fine_tuning_overhead(curves, goal, metric.higher_is_better)
     return ProtectionReport(
