@@ -62,9 +62,11 @@ class AdversaryPool:
 
 @dataclass
 class SimulationResult:
-    """Averaged first-order meta-gradient per parameter name, and the losses seen along the trajectory."""
+    """Averaged first-order meta-gradient per parameter name, the adversary's final weights, and the losses
+    seen along the trajectory."""
 
     meta_gradients: dict[str, torch.Tensor]
+    adapted_parameters: dict[str, torch.Tensor]
     suppression_losses: list[float]
     adversary_losses: list[float]
 
@@ -150,9 +152,10 @@ class FineTuningSimulation:
         score(self._query(next(batches), query_size), skip=reset_names)
         for grad in meta.values():
             grad /= len(terms)
-        return SimulationResult(meta, [float(t) for t in terms], adversary_losses)
+        return SimulationResult(meta, {name: t.detach() for name, t in fast.items()}, [float(t) for t in terms],
+                                adversary_losses)
 
     @staticmethod
     def _query(batch: Batch, query_size: int) -> Batch:
-        size = len(batch["labels"]) if "labels" in batch else next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
+        size = next(value for value in batch.values() if torch.is_tensor(value)).shape[0]
         return slice_batch(batch, max(0, size - query_size), size)
