@@ -30,8 +30,8 @@ def render_model_card(
     ``report`` is a :class:`~hf_nft.evaluation.report.ProtectionReport`; ``settings`` the method's settings.
     """
     headline = report.headline
-    finals = headline.get("final", {})
-    original = report.original_metric
+    finals = {role: headline[role]["mean"] for role in report.roles if role in headline}
+    original = report.original
     nft_block = {
         "method": settings.get("method"),
         "original_domain": original_domain,

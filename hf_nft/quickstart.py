@@ -55,8 +55,8 @@ def pretrain(model: PreTrainedModel, train: Dataset, output_dir: Path, epochs: f
 def protection_config(output_dir: str | Path, fast: bool = False, seed: int = 0, **overrides: Any) -> NFTConfig:
     """The quickstart's SOPHON settings (``fast`` shortens the run for tests and smoke checks)."""
     values = quiet_training_arguments(
-        output_dir, max_steps=60 if fast else 400, learning_rate=1e-3, lr_scheduler_type="constant", seed=seed,
-        nft_loss="kl_uniform", inner_steps=4 if fast else 16, fts_steps=1, ntr_steps=1,
+        output_dir, max_steps=60 if fast else 600, learning_rate=1e-3, lr_scheduler_type="constant", seed=seed,
+        nft_loss="kl_uniform", inner_steps=4 if fast else 16, fts_steps=1, ntr_steps=2,
     )
     values.update(overrides)
     return NFTConfig(**values)

@@ -1,8 +1,8 @@
 """PEFT adapters through ``peft``: LoRA (``lora``) and any other peft method by name (``peft``).
 
 Target modules default to the attention query/value projections of transformers (ViT ``q_proj/v_proj``,
-BERT ``query/value``, DistilBERT ``q_lin/v_lin``), else every convolution (ResNets and other CNNs), else
-every linear layer but the head. The classification head always trains (peft ``modules_to_save``).
+BERT ``query/value``, DistilBERT ``q_lin/v_lin``), else every ungrouped convolution and every linear layer
+but the head (ResNets, ConvNeXts and other CNNs). The classification head always trains (peft ``modules_to_save``).
 """
 
 from __future__ import annotations
@@ -32,13 +32,12 @@ def default_target_modules(model: nn.Module) -> list[str]:
     for pair in ATTENTION_TARGETS:
         if set(pair) <= linear_leaves:
             return list(pair)
-    convolutions = sorted({name.rsplit(".", 1)[-1] for name, module in body if isinstance(module, nn.Conv2d)})
-    if convolutions:
-        return convolutions
+    # Grouped (depthwise) convolutions are left out: peft's LoRA needs the rank divisible by the groups.
+    convolutions = [name for name, module in body if isinstance(module, nn.Conv2d) and module.groups == 1]
     linears = [name for name, module in body if isinstance(module, nn.Linear)]
-    if not linears:
+    if not convolutions and not linears:
         raise ValueError(f"{type(model).__name__} has no linear or convolution layer to attach an adapter to.")
-    return linears
+    return convolutions + linears
 
 
 class _Adapter(Attack):
