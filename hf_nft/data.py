@@ -47,7 +47,10 @@ def _uci_digits() -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def _animal_mnist() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The ``animal-mnist`` package's 10,000 28x28 animal silhouettes (10 classes)."""
-    dist = importlib.metadata.distribution("animal_mnist")
+    try:
+        dist = importlib.metadata.distribution("animal_mnist")
+    except importlib.metadata.PackageNotFoundError as error:
+        raise ValueError("Domain 'animal-mnist' needs the package: pip install 'hf-nft[domains]'.") from error
     folder = "animal_mnist/data/Animal_MNIST"
     with gzip.open(dist.locate_file(f"{folder}/animal_data_version_3.gz"), "rb") as handle:
         pixels = np.asarray(pickle.load(handle), dtype=np.float64)
