@@ -5,26 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import logging
 
+from hf_nft.attacks.batches import collated
+from hf_nft.attacks.runner import score_model
+from hf_nft.evaluation.metrics import get_metric
+
 logger = logging.get_logger(__name__)
-
-
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, dataset: Any, batch_size: int = 256, collate_fn: Any = None) -> float:
-    """Top-1 accuracy of a classifier on a labelled dataset (model mode restored afterwards)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    correct = 0
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn):
-        labels = batch.pop("labels").to(device)
-        logits = model(**{key: value.to(device) for key, value in batch.items()}).logits
-        correct += int((logits.argmax(-1) == labels).sum())
-    model.train(was_training)
-    return correct / len(dataset)
 
 
 class OriginalTaskGuard(TrainerCallback):
@@ -32,16 +20,15 @@ class OriginalTaskGuard(TrainerCallback):
     if accuracy falls more than ``tolerance`` below its value at the start, restore that snapshot and stop."""
 
     def __init__(self, dataset: Any, every: int, tolerance: float, collate_fn: Any = None) -> None:
-        self.dataset = dataset
+        self.batches = collated(dataset, collate_fn)  # collated once, scored at every check
         self.every = every
         self.tolerance = tolerance
-        self.collate_fn = collate_fn
         self.baseline: float | None = None
         self.snapshot: dict[str, torch.Tensor] | None = None
         self.tripped_at: int | None = None
 
     def _measure(self, model: torch.nn.Module) -> float:
-        return accuracy(model, self.dataset, collate_fn=self.collate_fn)
+        return score_model(model, self.batches, get_metric("accuracy"))
 
     def _keep(self, model: torch.nn.Module) -> None:
         self.snapshot = {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}

@@ -16,7 +16,6 @@ from transformers import ConvNextConfig, ConvNextForImageClassification, PreTrai
 
 from hf_nft.config import NFTConfig
 from hf_nft.data import IMAGE_SIZE, load_domain, num_labels
-from hf_nft.guard import accuracy
 from hf_nft.trainer import NFTTrainer
 
 ORIGINAL_DOMAIN = "mnist"
