@@ -13,16 +13,22 @@ from hf_nft.optimizers import check_optimizer_name
 NFT_LOSSES = tuple(NFT_LOSS_FUNCTIONS)
 
 
+# Every optimizer of the attack harness, at learning rates up to ~10x what attacks use: a K-step simulation at a
+# high rate moves the weights about as far as a much longer attack at a low one, so a short simulated horizon
+# stands in for the hundreds of steps a real attacker takes.
 DEFAULT_ADVERSARY_POOL = [
-    "sgd:0.01",
     "sgd:0.1",
-    "sgd_momentum:0.01",
-    "sgd_momentum:0.05",
-    "adam:0.0003",
+    "sgd:0.3",
+    "sgd_momentum:0.03",
+    "sgd_momentum:0.1",
+    "nesterov:0.05",
     "adam:0.001",
     "adam:0.003",
-    "adamw:0.001",
+    "adam:0.01",
+    "adamw:0.003",
     "rmsprop:0.001",
+    "adagrad:0.05",
+    "adadelta:3.0",
 ]
 
 
