@@ -12,7 +12,7 @@ import gzip
 import importlib.metadata
 import pickle
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -80,22 +80,25 @@ def _check_name(name: str) -> None:
         raise ValueError(f"Unknown domain {name!r}.{hint} Available domains: {available_domains()}.")
 
 
+RESAMPLING_MODES = ("nearest", "bilinear", "bicubic")
+
+
 def _resize(images: np.ndarray, size: int, mode: str) -> np.ndarray:
     """Resize a ``(N, H, W)`` array in [0, 1] to ``(N, 1, size, size)`` in [-1, 1]."""
     tensor = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1)
     if tensor.shape[-1] != size:
-        antialias = mode == "bilinear" and tensor.shape[-1] > size
-        kwargs = {"align_corners": False, "antialias": antialias} if mode == "bilinear" else {}
+        antialias = mode != "nearest" and tensor.shape[-1] > size
+        kwargs = {"align_corners": False, "antialias": antialias} if mode != "nearest" else {}
         tensor = F.interpolate(tensor, size=(size, size), mode=mode, **kwargs)
     return (tensor.clamp(0.0, 1.0) * 2.0 - 1.0).numpy()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _raw(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return DOMAINS[name][0]()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _split_indices(name: str) -> dict[str, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
@@ -106,19 +109,23 @@ def _split_indices(name: str) -> dict[str, np.ndarray]:
     return {"train": np.sort(train), "test": np.sort(test)}
 
 
-def load_domain(name: str, split: str = "train", image_size: int = IMAGE_SIZE) -> Dataset:
+def load_domain(name: str, split: str = "train", image_size: int = IMAGE_SIZE, resample: str | None = None) -> Dataset:
     """Load split ``split`` of domain ``name`` as a Dataset with ``pixel_values`` and ``labels``.
 
     ``pixel_values`` are float32, channels first, shape ``(1, image_size, image_size)``, in [-1, 1].
-    The class names are kept in ``dataset.features["labels"]``.
+    The class names are kept in ``dataset.features["labels"]``. ``resample`` (one of
+    :data:`RESAMPLING_MODES`) renders the images with another resampling than the domain's own, e.g. the
+    blocky 8x8 ``uci-digits`` upsampled smoothly.
     """
     _check_name(name)
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r} for domain {name!r}; expected one of {SPLITS}.")
     if image_size < 4:
         raise ValueError(f"image_size must be at least 4, got {image_size}.")
+    if resample is not None and resample not in RESAMPLING_MODES:
+        raise ValueError(f"Unknown resample mode {resample!r}; expected one of {RESAMPLING_MODES}.")
     images, labels, class_names = _raw(name)
-    mode = DOMAINS[name][1]
+    mode = resample or DOMAINS[name][1]
     index = _split_indices(name)[split]
     features = Features(
         {
@@ -130,7 +137,7 @@ def load_domain(name: str, split: str = "train", image_size: int = IMAGE_SIZE) -
         {"pixel_values": _resize(images[index], image_size, mode), "labels": labels[index].astype(np.int64)},
         features=features,
     )
-    dataset.info.description = f"hf_nft domain {name!r}, split {split!r}"
+    dataset.info.description = f"hf_nft domain {name!r}, split {split!r}, {mode} resampling"
     return dataset.with_format("torch")
 
 

@@ -87,10 +87,9 @@ def _quick() -> dict[str, Any]:
 
 DEFAULT_ATTACKS: list[dict[str, Any]] = [
     {"kind": "full_finetune", "optimizer": "adam", "learning_rate": 1e-3},
-    {"kind": "full_finetune", "optimizer": "adam", "learning_rate": 1e-3, "reset_head": True},
     {"kind": "full_finetune", "optimizer": "sgd", "learning_rate": 1e-1},
     {"kind": "full_finetune", "optimizer": "nesterov", "learning_rate": 3e-2},
-    {"kind": "full_finetune", "optimizer": "adamw", "learning_rate": 3e-4, "weight_decay": 0.01},
+    {"kind": "full_finetune", "optimizer": "adamw", "learning_rate": 3e-4, "weight_decay": 0.01, "reset_head": True},
     {"kind": "full_finetune", "optimizer": "rmsprop", "learning_rate": 1e-4},
     {"kind": "full_finetune", "optimizer": "adadelta", "learning_rate": 1.0},
     {"kind": "partial_finetune", "optimizer": "adagrad", "learning_rate": 1e-2, "options": {"num_blocks": 1}},
