@@ -17,7 +17,7 @@ from functools import cache
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets import Array3D, ClassLabel, Dataset, Features
+from datasets import Array3D, ClassLabel, Dataset, Features, concatenate_datasets
 
 IMAGE_SIZE = 16
 SPLITS = ("train", "test")
@@ -139,6 +139,18 @@ def load_domain(name: str, split: str = "train", image_size: int = IMAGE_SIZE, r
     )
     dataset.info.description = f"hf_nft domain {name!r}, split {split!r}, {mode} resampling"
     return dataset.with_format("torch")
+
+
+def load_renderings(name: str, split: str, resample_modes: tuple[str, ...]) -> Dataset:
+    """Split ``split`` of domain ``name`` rendered with each of ``resample_modes``, concatenated.
+
+    Protecting against several renderings of a restricted domain covers its content rather than one way of
+    drawing it (an attacker can re-render the restricted images closer to the original domain's style).
+    """
+    if not resample_modes:
+        raise ValueError(f"load_renderings({name!r}) needs at least one resample mode.")
+    parts = [load_domain(name, split, resample=mode) for mode in resample_modes]
+    return concatenate_datasets(parts).with_format("torch")
 
 
 def num_labels(dataset: Dataset) -> int:

@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForImageClassification, HfArgumentParser
 
 from hf_nft.config import NFTConfig
-from hf_nft.data import load_domain, num_labels
-from hf_nft.quickstart import ORIGINAL_DOMAIN, RESTRICTED_DOMAIN, pretrain, protect, small_image_classifier
+from hf_nft.data import load_domain, load_renderings, num_labels
+from hf_nft.quickstart import (
+    ORIGINAL_DOMAIN,
+    RESTRICTED_DOMAIN,
+    RESTRICTED_RENDERINGS,
+    pretrain,
+    protect,
+    small_image_classifier,
+)
 
 
 @dataclass
@@ -27,6 +34,10 @@ class ScriptArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "A local image-classifier directory."})
     original_domain: str = field(default=ORIGINAL_DOMAIN, metadata={"help": "Domain to keep (hf_nft.data)."})
     restricted_domain: str = field(default=RESTRICTED_DOMAIN, metadata={"help": "Domain to block (hf_nft.data)."})
+    restricted_renderings: list[str] = field(
+        default_factory=lambda: list(RESTRICTED_RENDERINGS),
+        metadata={"help": "Resampling modes the restricted training images are rendered with (hf_nft.data)."},
+    )
     pretrain_epochs: float = field(default=8.0, metadata={"help": "Pre-training epochs when no model is given."})
 
 
@@ -41,7 +52,8 @@ def main() -> None:
         pretrain(model, original_train, nft_args.output_dir + "/pretraining", script_args.pretrain_epochs,
                  seed=nft_args.seed, disable_tqdm=nft_args.disable_tqdm)
     trainer = protect(model, nft_args, original_train, original_test,
-                      load_domain(script_args.restricted_domain, "train"),
+                      load_renderings(script_args.restricted_domain, "train",
+                                      tuple(script_args.restricted_renderings)),
                       load_domain(script_args.restricted_domain, "test"))
     metrics = trainer.evaluate()
     trainer.log_metrics("eval", metrics)
