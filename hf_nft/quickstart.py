@@ -64,7 +64,7 @@ def protection_config(output_dir: str | Path, fast: bool = False, seed: int = 0,
     """The quickstart's SOPHON settings (``fast`` shortens the run for tests and smoke checks)."""
     values = quiet_training_arguments(
         output_dir, max_steps=80 if fast else 800, learning_rate=1e-3, lr_scheduler_type="constant", seed=seed,
-        nft_loss="kl_uniform", inner_steps=4 if fast else 16, fts_steps=1, ntr_steps=3,
+        nft_loss="kl_uniform", inner_steps=4 if fast else 32, fts_steps=1, ntr_steps=3,
     )
     values.update(overrides)
     return NFTConfig(**values)
