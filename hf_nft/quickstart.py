@@ -4,7 +4,6 @@ with SOPHON, attack the unprotected, protected and scratch models with the same 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +103,9 @@ def claim_checks(report: Any) -> dict[str, bool]:
 def run_quickstart(output_dir: str | Path, fast: bool = False, suite: str | None = None, seed: int = 0,
                    progress: bool = True) -> QuickstartResult:
     """Pre-train, protect, attack and report; everything is written under ``output_dir``."""
+    from hf_nft.attacks.suite import load_suite
     from hf_nft.evaluation.report import evaluate_protection
-    from hf_nft.hub import render_model_card
+    from hf_nft.hub import save_protected_model_files
 
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -142,13 +142,15 @@ def run_quickstart(output_dir: str | Path, fast: bool = False, suite: str | None
 
     report.to_json(output / "report.json")
     report.plot(output / "curves.png")
-    card = render_model_card(
-        model_name="hf-nft quickstart: ConvNeXt digits, protected against uci-digits",
-        settings=trainer.method.settings(), original_domain=ORIGINAL_DOMAIN, restricted_domain=RESTRICTED_DOMAIN,
-        report=report, reproduce_command=f"hf-nft quickstart --output {output}" + (" --fast" if fast else ""),
+    metadata = trainer.protection_metadata().with_report(
+        report, load_suite(suite or ("quick" if fast else "default")), restricted_train, restricted_test,
+        original_test,
     )
-    card.save(output / "protected" / "README.md")
-    shutil.copy(output / "curves.png", output / "protected" / "curves.png")
+    save_protected_model_files(
+        output / "protected", metadata, plot=output / "curves.png",
+        model_name="hf-nft quickstart: ConvNeXt digits, protected against uci-digits",
+        reproduce_command=f"hf-nft quickstart --output {output}" + (" --fast" if fast else ""),
+    )
     checks = claim_checks(report)
     (output / "timings.json").write_text(json.dumps({"seconds": seconds, "checks": checks}, indent=2))
     return QuickstartResult(output, report, seconds, checks)

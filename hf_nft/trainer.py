@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,9 +13,13 @@ from transformers import Trainer, TrainingArguments
 
 import hf_nft.methods  # noqa: F401  (registers the built-in methods)
 from hf_nft.config import NFTConfig
+from hf_nft.fingerprints import weights_sha256
 from hf_nft.guard import OriginalTaskGuard
+from hf_nft.hub import save_protected_model_files
+from hf_nft.metadata import DataRecord, NFTMetadata, pipeline_task
 from hf_nft.methods.base import ProtectionMethod
 from hf_nft.registry import METHODS
+from hf_nft.upload import push_folder
 
 # Restricted examples drawn (with replacement) before the sampler is rebuilt; it is rebuilt forever.
 _RESTRICTED_SAMPLES_PER_PASS = 100_000
@@ -99,3 +104,56 @@ class NFTTrainer(Trainer):
             metrics.update(super().evaluate(self.restricted_eval_dataset, ignore_keys,
                                             f"{metric_key_prefix}_restricted"))
         return metrics
+
+    def protection_metadata(self) -> NFTMetadata:
+        """Protection metadata for the model as trained: the method, its settings and the data it was protected
+        with (no attack results yet: add them with ``NFTMetadata.with_report``)."""
+        data = {"protection_original": DataRecord.of(self.train_dataset)} if self.train_dataset is not None else {}
+        if self.restricted_dataset is not None:
+            data["protection_restricted"] = DataRecord.of(self.restricted_dataset)
+        original, restricted = data.get("protection_original"), data.get("protection_restricted")
+        return NFTMetadata(
+            method=self.method.name, settings=self.method.settings(),
+            original_domain=original.domain if original else None,
+            restricted_domains=[restricted.domain] if restricted and restricted.domain else [],
+            data=data, task=pipeline_task(self.accelerator.unwrap_model(self.model)),
+        )
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """``Trainer.save_model`` (also what every checkpoint calls), plus ``nft_config.json`` beside the weights:
+        the protection metadata with the hash of the weights just saved."""
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            folder = output_dir if output_dir is not None else self.args.output_dir
+            metadata = self.protection_metadata()
+            metadata.weights_sha256 = weights_sha256(folder)
+            metadata.save(folder)
+
+    def create_model_card(self, model_name: str | None = None, metadata: NFTMetadata | None = None,
+                          plot: str | None = None, reproduce_command: str = "", **_: Any) -> None:
+        """Write (or update) ``README.md`` and ``nft_config.json`` in ``args.output_dir`` from ``metadata``
+        (default: :meth:`protection_metadata`, without attack results); ``plot`` is copied beside them and
+        embedded. Trainer's other card arguments are accepted and ignored."""
+        if not self.is_world_process_zero():
+            return
+        save_protected_model_files(
+            self.args.output_dir, metadata or self.protection_metadata(),
+            model_name=model_name or Path(self.args.output_dir).absolute().name, plot=plot,
+            reproduce_command=reproduce_command,
+        )
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None,
+                    **kwargs: Any) -> Any:
+        """Save the model, write its card (``kwargs`` go to :meth:`create_model_card`) and upload the
+        publishable files of ``args.output_dir`` to ``args.hub_model_id`` (default: the folder's name)."""
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(**kwargs)
+        return push_folder(
+            self.args.output_dir, self.args.hub_model_id or Path(self.args.output_dir).absolute().name,
+            private=self.args.hub_private_repo if private is None else private,
+            revision=revision or self.args.hub_revision, token=token or self.args.hub_token,
+            commit_message=commit_message or "Upload protected model (hf_nft)", run_as_future=not blocking,
+        )
