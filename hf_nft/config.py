@@ -47,6 +47,10 @@ def parse_adversary(entry: str) -> tuple[str, float]:
     return name, lr
 
 
+# MAP (nft_method="map"): what each setting may use, see hf_nft/methods/mask_pruning.py.
+MAP_SETTINGS = ("source-available", "source-free", "data-free")
+
+
 @dataclass
 class NFTConfig(TrainingArguments):
     """Training arguments of an :class:`~hf_nft.NFTTrainer`.
@@ -96,6 +100,34 @@ class NFTConfig(TrainingArguments):
         default=512, metadata={"help": "Original-domain evaluation examples used by the collapse guard."}
     )
 
+    # ---- MAP (nft_method="map"): a learned binary mask over the frozen model's weights ----
+    map_setting: str = field(
+        default="source-available",
+        metadata={"help": f"MAP setting, one of {MAP_SETTINGS}: source-available trains the source term with "
+                  "cross-entropy on labelled original-domain data; the others distil the unmasked model's "
+                  "outputs on train_dataset (synthesised pseudo-source inputs)."},
+    )
+    map_target_weight: float = field(
+        default=1.0, metadata={"help": "MAP: weight of the restricted-domain term (nft_loss on restricted batches)."}
+    )
+    map_distill_temperature: float = field(
+        default=1.0, metadata={"help": "MAP: softmax temperature of the distillation to the unmasked model."}
+    )
+    mask_max_sparsity: float = field(
+        default=0.5, metadata={"help": "MAP: the largest fraction of each masked weight tensor that may be pruned."}
+    )
+    mask_score_init: float = field(
+        default=0.01,
+        metadata={"help": "MAP: initial mask score (> 0, so the mask starts all ones; smaller flips sooner)."},
+    )
+    mask_include_head: bool = field(
+        default=False, metadata={"help": "MAP: also mask the classification head's weight."}
+    )
+    mask_target_modules: list[str] = field(
+        default_factory=list,
+        metadata={"help": "MAP: mask only linear/conv modules whose name contains one of these (empty: all)."},
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.nft_loss not in NFT_LOSSES:
@@ -120,6 +152,20 @@ class NFTConfig(TrainingArguments):
             raise ValueError(f"head_reset_probability must be in [0, 1], got {self.head_reset_probability}.")
         if not 0.0 <= self.guard_tolerance <= 1.0:
             raise ValueError(f"guard_tolerance must be in [0, 1], got {self.guard_tolerance}.")
+        self._validate_map()
+
+    def _validate_map(self) -> None:
+        """Validate the MAP block."""
+        if self.map_setting not in MAP_SETTINGS:
+            raise ValueError(f"Unknown map_setting {self.map_setting!r}; expected one of {MAP_SETTINGS}.")
+        if self.map_target_weight < 0:
+            raise ValueError(f"map_target_weight must be non-negative, got {self.map_target_weight}.")
+        if self.map_distill_temperature <= 0:
+            raise ValueError(f"map_distill_temperature must be positive, got {self.map_distill_temperature}.")
+        if not 0.0 < self.mask_max_sparsity <= 1.0:
+            raise ValueError(f"mask_max_sparsity must be in (0, 1], got {self.mask_max_sparsity}.")
+        if self.mask_score_init <= 0:
+            raise ValueError(f"mask_score_init must be positive (the mask starts all ones), got {self.mask_score_init}.")
 
     @property
     def restricted_batch_size(self) -> int:
