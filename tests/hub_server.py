@@ -225,4 +225,8 @@ def point_huggingface_hub_at(monkeypatch: Any, server: ThreadingHTTPServer, toke
     monkeypatch.setattr(constants, "ENDPOINT", endpoint)
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", cache)
+    # CI runs with HF_HUB_OFFLINE=1 so that nothing reaches the real Hub; the local stand-in must stay reachable.
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     return endpoint
