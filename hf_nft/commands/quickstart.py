@@ -13,6 +13,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--suite", default=None, help="Attack suite (default: 'default', or 'quick' with --fast).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
+    parser.add_argument("--mode", choices=("sophon", "map"), default="sophon",
+                        help="sophon: protect against fine-tuning (default); map: mask-prune the model (MAP), "
+                        "written under OUTPUT/map-SETTING (reusing OUTPUT/unprotected when it exists).")
+    parser.add_argument("--setting", default="source-available",
+                        help="With --mode map, what the owner has besides the model: source-available (default), "
+                        "source-free or data-free.")
     parser.set_defaults(func=run)
 
 
@@ -24,6 +30,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not torch.cuda.is_available():
         torch.set_num_threads(1)  # small models: one thread is faster than two busy ones on a small CPU
+    if args.mode == "map":
+        from hf_nft.map_quickstart import print_map_result, run_map_quickstart
+
+        print_map_result(run_map_quickstart(args.output, setting=args.setting, fast=args.fast, suite=args.suite,
+                                            seed=args.seed, progress=not args.no_progress))
+        return 0
     result = run_quickstart(args.output, fast=args.fast, suite=args.suite, seed=args.seed,
                             progress=not args.no_progress)
     print(result.report.table())
