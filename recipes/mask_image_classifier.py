@@ -1,11 +1,13 @@
 """Mask-prune an image classifier with MAP (the MAP quickstart's masking step) as a standalone script.
 
-    python recipes/mask_image_classifier.py --output_dir runs/map-recipe --map_setting source-available
+    python recipes/mask_image_classifier.py --output_dir runs/map-recipe --map_setting source-available \
+        --learning_rate 3e-3 --max_steps 500
     accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/mask_image_classifier.py \
-        --output_dir runs/map-recipe --map_setting data-free
+        --output_dir runs/map-recipe --map_setting data-free --learning_rate 3e-3 --max_steps 500 \
+        --mask_max_sparsity 0.05
 
 Every ``NFTConfig`` / ``TrainingArguments`` field is a flag (``--mask_max_sparsity 0.3``, ``--max_steps 800``,
-...); ``--nft_method map`` is set for you. Without ``--model_name_or_path`` the script first pre-trains the
+...; the Trainer's default learning rate is far too small for mask scores); ``--nft_method map`` is set for you. Without ``--model_name_or_path`` the script first pre-trains the
 quickstart's small classifier on the original domain. The masked model (plain safetensors) and
 ``mask.safetensors`` are written to ``--output_dir``.
 """
