@@ -22,15 +22,14 @@ from transformers import ConvNextForImageClassification, PreTrainedModel
 
 from hf_nft.attacks.files import write_text
 from hf_nft.config import MAP_SETTINGS, NFTConfig
-from hf_nft.data import IMAGE_SIZE, load_domain, num_labels
+from hf_nft.data import IMAGE_SIZE, load_domain
 from hf_nft.evaluation.transfer import TransferResult, measure_transfer, transfer_table
 from hf_nft.methods._synthesis import as_dataset, blocky, synthesize_inputs
 from hf_nft.quickstart import (
     ORIGINAL_DOMAIN,
     RESTRICTED_DOMAIN,
-    pretrain,
+    pretrain_reference,
     quiet_training_arguments,
-    small_image_classifier,
 )
 from hf_nft.trainer import NFTTrainer
 
@@ -90,12 +89,7 @@ def load_or_pretrain(output: Path, fast: bool, seed: int, progress: bool) -> Pre
     """``output/unprotected`` if it exists, else the quickstart's pre-training, saved there."""
     if (output / "unprotected" / "config.json").exists():
         return ConvNextForImageClassification.from_pretrained(output / "unprotected")
-    original_train = load_domain(ORIGINAL_DOMAIN, "train")
-    model = small_image_classifier(num_labels(original_train), seed=seed)
-    pretrain(model, original_train, output / "pretraining", epochs=2 if fast else 8, seed=seed,
-             disable_tqdm=not progress)
-    model.save_pretrained(output / "unprotected")
-    return model
+    return pretrain_reference(output, load_domain(ORIGINAL_DOMAIN, "train"), fast=fast, seed=seed, progress=progress)
 
 
 def run_map_quickstart(output_dir: str | Path, setting: str = "source-available", fast: bool = False,

@@ -59,6 +59,17 @@ def pretrain(model: PreTrainedModel, train: Dataset, output_dir: Path, epochs: f
     return model
 
 
+def pretrain_reference(output: Path, original_train: Dataset, fast: bool = False, seed: int = 0,
+                       progress: bool = True) -> PreTrainedModel:
+    """The quickstart's unprotected model: :func:`small_image_classifier` pre-trained on ``original_train``
+    (2 epochs with ``fast``, else 8) and saved to ``output/unprotected``."""
+    model = small_image_classifier(num_labels(original_train), seed=seed)
+    pretrain(model, original_train, output / "pretraining", epochs=2 if fast else 8, seed=seed,
+             disable_tqdm=not progress)
+    model.save_pretrained(output / "unprotected")
+    return model
+
+
 def protection_config(output_dir: str | Path, fast: bool = False, seed: int = 0, **overrides: Any) -> NFTConfig:
     """The quickstart's SOPHON settings (``fast`` shortens the run for tests and smoke checks)."""
     values = quiet_training_arguments(
@@ -117,10 +128,7 @@ def run_quickstart(output_dir: str | Path, fast: bool = False, suite: str | None
     seconds["data"] = time.perf_counter() - start
 
     phase = time.perf_counter()
-    model = small_image_classifier(num_labels(original_train), seed=seed)
-    pretrain(model, original_train, output / "pretraining", epochs=2 if fast else 8, seed=seed,
-             disable_tqdm=not progress)
-    model.save_pretrained(output / "unprotected")
+    model = pretrain_reference(output, original_train, fast=fast, seed=seed, progress=progress)
     seconds["pretrain"] = time.perf_counter() - phase
 
     phase = time.perf_counter()

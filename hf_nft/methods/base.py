@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from hf_nft.data import num_labels
+
 if TYPE_CHECKING:
     from hf_nft.trainer import NFTTrainer
 
@@ -37,3 +39,19 @@ class ProtectionMethod(ABC):
     def settings(self) -> dict[str, Any]:
         """The method's settings, as recorded in protection metadata and model cards."""
         return {"method": self.name}
+
+
+def check_labelled_dataset(dataset: Any, role: str, model_labels: int) -> None:
+    """Raise if ``dataset`` is missing, empty, unlabelled, or has more classes than the model's head."""
+    if dataset is None:
+        raise ValueError(f"NFTTrainer needs a {role}; got None.")
+    if len(dataset) == 0:
+        raise ValueError(f"The {role} is empty.")
+    columns = getattr(dataset, "column_names", None)
+    if columns is not None and "labels" not in columns:
+        raise ValueError(f"The {role} has no 'labels' column (columns: {columns}).")
+    if columns is not None and num_labels(dataset) > model_labels:
+        raise ValueError(
+            f"The {role} has {num_labels(dataset)} classes but the model's head has {model_labels} labels "
+            "(label spaces do not match)."
+        )

@@ -37,8 +37,7 @@ from hf_nft.methods._masking import (
     save_masks,
     sparsity,
 )
-from hf_nft.methods.base import ProtectionMethod
-from hf_nft.methods.sophon import check_labelled_dataset
+from hf_nft.methods.base import ProtectionMethod, check_labelled_dataset
 from hf_nft.modeling import classifier_head
 from hf_nft.registry import METHODS
 

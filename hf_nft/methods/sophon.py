@@ -16,28 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_nft.data import num_labels
 from hf_nft.losses import NFT_LOSS_FUNCTIONS
 from hf_nft.methods._simulation import AdversaryPool, Batch, FineTuningSimulation, Forward
-from hf_nft.methods.base import ProtectionMethod
+from hf_nft.methods.base import ProtectionMethod, check_labelled_dataset
 from hf_nft.modeling import classifier_head
 from hf_nft.registry import METHODS
-
-
-def check_labelled_dataset(dataset: Any, role: str, model_labels: int) -> None:
-    """Raise if ``dataset`` is missing, empty, unlabelled, or has more classes than the model's head."""
-    if dataset is None:
-        raise ValueError(f"NFTTrainer needs a {role}; got None.")
-    if len(dataset) == 0:
-        raise ValueError(f"The {role} is empty.")
-    columns = getattr(dataset, "column_names", None)
-    if columns is not None and "labels" not in columns:
-        raise ValueError(f"The {role} has no 'labels' column (columns: {columns}).")
-    if columns is not None and num_labels(dataset) > model_labels:
-        raise ValueError(
-            f"The {role} has {num_labels(dataset)} classes but the model's head has {model_labels} labels "
-            "(label spaces do not match)."
-        )
 
 
 @METHODS.register("sophon")
