@@ -13,6 +13,7 @@ import torch
 from datasets import Dataset
 from transformers import ConvNextConfig, ConvNextForImageClassification, PreTrainedModel, Trainer, TrainingArguments
 
+from hf_nft.attacks.files import write_text
 from hf_nft.config import NFTConfig
 from hf_nft.data import IMAGE_SIZE, load_domain, load_renderings, num_labels
 from hf_nft.trainer import NFTTrainer
@@ -160,5 +161,5 @@ def run_quickstart(output_dir: str | Path, fast: bool = False, suite: str | None
         reproduce_command=f"hf-nft quickstart --output {output}" + (" --fast" if fast else ""),
     )
     checks = claim_checks(report)
-    (output / "timings.json").write_text(json.dumps({"seconds": seconds, "checks": checks}, indent=2))
+    write_text(output / "timings.json", json.dumps({"seconds": seconds, "checks": checks}, indent=2) + "\n")
     return QuickstartResult(output, report, seconds, checks)
