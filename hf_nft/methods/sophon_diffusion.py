@@ -64,8 +64,7 @@ class SophonDiffusion(Sophon):
         return {"method": self.name, **{key: getattr(self.args, key) for key in keys}}
 
     def reinforcement_loss(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
-        forward = lambda batch: model(**batch)  # noqa: E731
-        return batch_loss(denoising_mse, forward, inputs, self.scheduler, self._generator)
+        return batch_loss(denoising_mse, lambda batch: model(**batch), inputs, self.scheduler, self._generator)
 
     def adversary_loss(self, forward: Forward, batch: Batch) -> torch.Tensor:
         return batch_loss(denoising_mse, forward, batch, self.scheduler, self._generator)
