@@ -33,18 +33,18 @@ DIFFUSION_ADVERSARY_POOL = ["adam:0.001", "adam:0.003", "adamw:0.002", "sgd_mome
 
 def diffusion_attacks(fast: bool = False, seed: int = 0) -> list[AttackSpec]:
     """The quickstart's attacks: full fine-tuning (Adam) and LoRA, on all the attacker's restricted images."""
-    steps = 60 if fast else 300
-    common = {"batch_size": 32, "steps": steps, "eval_every": steps // 6, "seed": seed}
+    steps = 40 if fast else 150
+    common = {"batch_size": 32, "steps": steps, "eval_every": steps // 5, "seed": seed}
     return [
         AttackSpec(kind="diffusion_finetune", name=FULL_FINETUNE, optimizer="adam", learning_rate=1e-3, **common),
         AttackSpec(kind="diffusion_lora", name="lora", optimizer="adam", learning_rate=3e-3, **common),
     ]
 
 
-def pretrain_ddpm(output: Path, train: Dataset, steps: int, seed: int = 0, progress: bool = True) -> tuple[
-        UNet2DModel, list[dict[str, float]]]:
+def pretrain_ddpm(output: Path, train: Dataset, steps: int, seed: int = 0, progress: bool = True,
+                  widths: tuple[int, int] = (32, 64)) -> tuple[UNet2DModel, list[dict[str, float]]]:
     """:func:`small_unet` trained ``steps`` steps on ``train`` with the denoising loss; its log history."""
-    unet = small_unet(seed=seed)
+    unet = small_unet(seed=seed, widths=widths)
     args = TrainingArguments(**quiet_training_arguments(
         output / "pretraining", max_steps=steps, learning_rate=2e-3, warmup_steps=steps // 20,
         per_device_train_batch_size=32, remove_unused_columns=False, seed=seed, disable_tqdm=not progress,

@@ -11,12 +11,14 @@ from transformers import Trainer
 from hf_nft.diffusion.denoising import batch_loss, denoising_mse
 
 
-def small_unet(image_size: int = 16, channels: int = 1, seed: int = 0) -> UNet2DModel:
-    """A ~700k-parameter UNet2DModel (32/64 channels, attention at the 8x8 level), freshly initialised."""
+def small_unet(image_size: int = 16, channels: int = 1, seed: int = 0,
+               widths: tuple[int, int] = (32, 64)) -> UNet2DModel:
+    """A small UNet2DModel (``widths`` channels, ~700k parameters by default, attention at the lower resolution),
+    freshly initialised from ``seed`` (torch's global random state is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return UNet2DModel(
-            sample_size=image_size, in_channels=channels, out_channels=channels, block_out_channels=(32, 64),
+            sample_size=image_size, in_channels=channels, out_channels=channels, block_out_channels=widths,
             layers_per_block=1, norm_num_groups=8, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
             up_block_types=("AttnUpBlock2D", "UpBlock2D"),
         )
