@@ -27,6 +27,7 @@ from hf_nft.quickstart import ORIGINAL_DOMAIN, RESTRICTED_DOMAIN, quiet_training
 from hf_nft.trainer import NFTTrainer
 
 FULL_FINETUNE = "full_finetune"
+EVAL_IMAGES = {"original": 500, "restricted": 200}
 # The diffusion adversary pool: the attack optimizers at rates around and above the attacks' own.
 DIFFUSION_ADVERSARY_POOL = ["adam:0.001", "adam:0.003", "adamw:0.002", "sgd_momentum:0.01", "rmsprop:0.001"]
 
@@ -57,11 +58,11 @@ def pretrain_ddpm(output: Path, train: Dataset, steps: int, seed: int = 0, progr
 
 def protection_config(output_dir: str | Path, fast: bool = False, seed: int = 0, **overrides: Any) -> NFTConfig:
     """The quickstart's SOPHON diffusion settings (``fast`` shortens the run for tests and smoke checks)."""
-    steps = 40 if fast else 400
+    steps = 40 if fast else 300
     values = quiet_training_arguments(
-        output_dir, nft_method="sophon_diffusion", diffusion_nft_loss="dos", max_steps=steps, learning_rate=5e-4,
-        lr_scheduler_type="constant", per_device_train_batch_size=32, remove_unused_columns=False, seed=seed,
-        inner_steps=2 if fast else 8, fts_steps=1, ntr_steps=1, adversary_pool=list(DIFFUSION_ADVERSARY_POOL),
+        output_dir, nft_method="sophon_diffusion", diffusion_nft_loss="mse_ascent", max_steps=steps,
+        learning_rate=2e-4, lr_scheduler_type="constant", per_device_train_batch_size=32, remove_unused_columns=False,
+        seed=seed, inner_steps=2 if fast else 8, fts_steps=1, ntr_steps=3, adversary_pool=list(DIFFUSION_ADVERSARY_POOL),
         adversary_batch_sizes=[16], query_batch_size=16, guard_every=0, logging_steps=max(1, steps // 40),
         diffusion_train_timesteps=DEFAULT_TRAIN_TIMESTEPS, diffusion_beta_schedule=DEFAULT_BETA_SCHEDULE,
     )
@@ -130,11 +131,14 @@ def run_diffusion_quickstart(output_dir: str | Path, fast: bool = False, seed: i
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     original_train, original_test = load_domain(ORIGINAL_DOMAIN, "train"), load_domain(ORIGINAL_DOMAIN, "test")
-    restricted_train, restricted_test = load_domain(RESTRICTED_DOMAIN, "train"), load_domain(RESTRICTED_DOMAIN, "test")
+    restricted_train = load_domain(RESTRICTED_DOMAIN, "train")
+    # Held-out evaluation images (fixed subsets, each noised at the fixed timesteps with fixed noise).
+    original_test = original_test.select(range(EVAL_IMAGES["original"]))
+    restricted_test = load_domain(RESTRICTED_DOMAIN, "test").select(range(EVAL_IMAGES["restricted"]))
     scheduler = make_scheduler()
 
     phase = time.perf_counter()
-    unprotected, pretraining_log = pretrain_ddpm(output, original_train, 150 if fast else 1500, seed, progress)
+    unprotected, pretraining_log = pretrain_ddpm(output, original_train, 150 if fast else 800, seed, progress)
     save_pipeline(unprotected, scheduler, output / "unprotected")
     seconds["pretrain"] = time.perf_counter() - phase
 

@@ -41,10 +41,10 @@ def images(n: int, seed: int = 0) -> Dataset:
 
 
 def tiny_config(tmp_path, **overrides) -> NFTConfig:
-    values = dict(output_dir=str(tmp_path), nft_method="sophon_diffusion", max_steps=4, inner_steps=2,
-                  report_to=[], save_strategy="no", remove_unused_columns=False, per_device_train_batch_size=8,
-                  adversary_batch_sizes=[8], query_batch_size=8, adversary_pool=["adam:0.001"], disable_tqdm=True,
-                  logging_steps=2, use_cpu=True)
+    values = {"output_dir": str(tmp_path), "nft_method": "sophon_diffusion", "max_steps": 4, "inner_steps": 2,
+              "report_to": [], "save_strategy": "no", "remove_unused_columns": False,
+              "per_device_train_batch_size": 8, "adversary_batch_sizes": [8], "query_batch_size": 8,
+              "adversary_pool": ["adam:0.001"], "disable_tqdm": True, "logging_steps": 2, "use_cpu": True}
     values.update(overrides)
     return NFTConfig(**values)
 
@@ -64,7 +64,7 @@ def test_noising_follows_the_schedule_and_fixed_batches_repeat():
     scheduler = make_scheduler(100)
     x = torch.rand(4, 1, 16, 16)
     t = torch.tensor([0, 10, 50, 99])
-    noisy, steps, noise = add_noise(x, scheduler, torch.Generator().manual_seed(0), t)
+    noisy, _, noise = add_noise(x, scheduler, torch.Generator().manual_seed(0), t)
     alpha_bar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
     torch.testing.assert_close(noisy, alpha_bar.sqrt() * x + (1 - alpha_bar).sqrt() * noise)
     batch = [{"pixel_values": x}]
@@ -84,8 +84,8 @@ def test_simulation_on_a_tiny_unet_gives_a_meta_gradient_and_never_resets_a_head
     before = {name: value.clone() for name, value in model.state_dict().items()}
     scheduler = make_scheduler(100)
     generator = torch.Generator().manual_seed(0)
-    adversary = lambda forward, batch: batch_loss(denoising_mse, forward, batch, scheduler, generator)  # noqa: E731
-    suppression = lambda forward, batch: batch_loss(dos_loss, forward, batch, scheduler, generator)  # noqa: E731
+    adversary = lambda forward, batch: batch_loss(denoising_mse, forward, batch, scheduler, generator)
+    suppression = lambda forward, batch: batch_loss(dos_loss, forward, batch, scheduler, generator)
     stream = iter([{"pixel_values": images(12, seed=s)[:]["pixel_values"]} for s in range(10)])
     simulation = FineTuningSimulation(model, adversary, suppression)
     assert simulation.head_names == set()
