@@ -128,6 +128,19 @@ class NFTConfig(TrainingArguments):
         metadata={"help": "MAP: mask only linear/conv modules whose name contains one of these (empty: all)."},
     )
 
+    # ---- SOPHON for diffusion models (nft_method="sophon_diffusion"): UNet2DModel + DDPMScheduler ----
+    diffusion_nft_loss: str = field(
+        default="dos",
+        metadata={"help": "sophon_diffusion: non-fine-tunable loss on restricted images, 'dos' (||eps_hat||^2, the "
+                  "fine-tuned model predicts no noise) or 'mse_ascent' (-MSE(eps_hat, eps), gradient ascent)."},
+    )
+    diffusion_train_timesteps: int = field(
+        default=100, metadata={"help": "sophon_diffusion: the DDPMScheduler's num_train_timesteps."}
+    )
+    diffusion_beta_schedule: str = field(
+        default="squaredcos_cap_v2", metadata={"help": "sophon_diffusion: the DDPMScheduler's beta_schedule."}
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.nft_loss not in NFT_LOSSES:
@@ -153,6 +166,7 @@ class NFTConfig(TrainingArguments):
         if not 0.0 <= self.guard_tolerance <= 1.0:
             raise ValueError(f"guard_tolerance must be in [0, 1], got {self.guard_tolerance}.")
         self._validate_map()
+        self._validate_diffusion()
 
     def _validate_map(self) -> None:
         """Validate the MAP block."""
@@ -166,6 +180,19 @@ class NFTConfig(TrainingArguments):
             raise ValueError(f"mask_max_sparsity must be in (0, 1], got {self.mask_max_sparsity}.")
         if self.mask_score_init <= 0:
             raise ValueError(f"mask_score_init must be positive (the mask starts all ones), got {self.mask_score_init}.")
+
+    def _validate_diffusion(self) -> None:
+        """Validate the sophon_diffusion block (names from hf_nft.diffusion.denoising, imported only here)."""
+        from hf_nft.diffusion.denoising import BETA_SCHEDULES, DIFFUSION_NFT_LOSSES
+
+        if self.diffusion_nft_loss not in DIFFUSION_NFT_LOSSES:
+            raise ValueError(f"Unknown diffusion_nft_loss {self.diffusion_nft_loss!r}; expected one of "
+                             f"{tuple(DIFFUSION_NFT_LOSSES)}.")
+        if self.diffusion_train_timesteps < 2:
+            raise ValueError(f"diffusion_train_timesteps must be at least 2, got {self.diffusion_train_timesteps}.")
+        if self.diffusion_beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"Unknown diffusion_beta_schedule {self.diffusion_beta_schedule!r}; expected one of "
+                             f"{BETA_SCHEDULES}.")
 
     @property
     def restricted_batch_size(self) -> int:

@@ -10,6 +10,8 @@ KINDS = {
     "lora": "hf_nft.attacks.lora:LoRA",
     "peft": "hf_nft.attacks.lora:PeftMethod",
     "tuned": "hf_nft.attacks.tuned:TunedAttack",
+    "diffusion_finetune": "hf_nft.diffusion.attacks:DiffusionFinetune",
+    "diffusion_lora": "hf_nft.diffusion.attacks:DiffusionLoRA",
 }
 for _name, _target in KINDS.items():
     ATTACKS.register_lazy(_name, _target)

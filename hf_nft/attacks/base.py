@@ -24,7 +24,8 @@ class Adaptation:
     """What the runner trains: ``module``'s parameters with ``requires_grad``, through ``logits``.
 
     ``model`` is the attacked model as a whole (for returning it), ``train`` the batches the attacker
-    trains on and ``eval_batches`` those the curve is measured on.
+    trains on and ``eval_batches`` those the curve is measured on. ``loss`` is the attacker's training loss on a
+    batch (default: cross-entropy of ``logits`` against the labels; e.g. a diffusion attack's denoising loss).
     """
 
     model: nn.Module
@@ -32,6 +33,7 @@ class Adaptation:
     logits: Callable[[Batch], torch.Tensor]
     train: Rows
     eval_batches: list[Batch]
+    loss: Callable[[Batch], torch.Tensor] | None = None
 
 
 class _Configured:

@@ -113,8 +113,11 @@ def _train(
     record(0)
     for step in range(1, total + 1):
         batch = next(batches)
-        logits = adaptation.logits(batch)
-        loss = F.cross_entropy(logits, batch["labels"].to(logits.device))
+        if adaptation.loss is not None:
+            loss = adaptation.loss(batch)
+        else:
+            logits = adaptation.logits(batch)
+            loss = F.cross_entropy(logits, batch["labels"].to(logits.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -13,9 +13,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--suite", default=None, help="Attack suite (default: 'default', or 'quick' with --fast).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
-    parser.add_argument("--mode", choices=("sophon", "map"), default="sophon",
+    parser.add_argument("--mode", choices=("sophon", "map", "diffusion"), default="sophon",
                         help="sophon: protect against fine-tuning (default); map: mask-prune the model (MAP), "
-                        "written under OUTPUT/map-SETTING (reusing OUTPUT/unprotected when it exists).")
+                        "written under OUTPUT/map-SETTING (reusing OUTPUT/unprotected when it exists); diffusion: "
+                        "protect a DDPM (SOPHON's diffusion mode), written under OUTPUT/diffusion.")
     parser.add_argument("--setting", default="source-available",
                         help="With --mode map, what the owner has besides the model: source-available (default), "
                         "source-free or data-free.")
@@ -35,6 +36,12 @@ def run(args: argparse.Namespace) -> int:
 
         print_map_result(run_map_quickstart(args.output, setting=args.setting, fast=args.fast, suite=args.suite,
                                             seed=args.seed, progress=not args.no_progress))
+        return 0
+    if args.mode == "diffusion":
+        from hf_nft.diffusion_quickstart import print_diffusion_result, run_diffusion_quickstart
+
+        print_diffusion_result(run_diffusion_quickstart(f"{args.output}/diffusion", fast=args.fast, seed=args.seed,
+                                                        progress=not args.no_progress))
         return 0
     result = run_quickstart(args.output, fast=args.fast, suite=args.suite, seed=args.seed,
                             progress=not args.no_progress)

@@ -87,7 +87,7 @@ class FineTuningSimulation:
         self.model = model
         self.adversary_loss = adversary_loss
         self.suppression_loss = suppression_loss
-        self.head_names = head_parameter_names(model)
+        self.head_names = _head_names(model)
 
     def _forward(self, tensors: dict[str, torch.Tensor], training: bool) -> Forward:
         def forward(batch: Batch) -> Any:
@@ -132,6 +132,9 @@ class FineTuningSimulation:
             terms.append(loss)
 
         if strategy.reset_head:
+            if not self.head_names:
+                raise ValueError(f"{type(self.model).__name__} has no classification head to reset: simulate "
+                                 "its adversaries with head_reset_probability=0.")
             score(self._query(next(batches), query_size), skip=set())  # the released weights, own head
             with torch.no_grad():
                 for name, value in fresh_head_parameters(self.model, generator).items():
@@ -159,3 +162,12 @@ class FineTuningSimulation:
     def _query(batch: Batch, query_size: int) -> Batch:
         size = next(value for value in batch.values() if torch.is_tensor(value)).shape[0]
         return slice_batch(batch, max(0, size - query_size), size)
+
+
+def _head_names(model: nn.Module) -> set[str]:
+    """The classification head's parameter names; empty for a model without one (e.g. a diffusion UNet, whose
+    simulated adversaries cannot reset a head)."""
+    try:
+        return head_parameter_names(model)
+    except ValueError:
+        return set()

@@ -58,15 +58,23 @@ class Sophon(ProtectionMethod):
 
     def training_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         if not self.is_suppression_step():
-            loss = model(**inputs).loss
+            loss = self.reinforcement_loss(model, inputs)
             return self.args.beta * loss, {"ntr_loss": loss.item()}
         return self._suppression_loss(model)
+
+    def reinforcement_loss(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """The ordinary loss on an original-domain batch (NTR); subclasses for other model kinds override it."""
+        return model(**inputs).loss
+
+    def adversary_loss(self, forward: Forward, batch: Batch) -> torch.Tensor:
+        """The simulated adversary's ordinary loss on a restricted batch; subclasses override it."""
+        return _cross_entropy(forward, batch)
 
     def _suppression_loss(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         unwrapped = self.trainer.accelerator.unwrap_model(model)
         if self._batches is None:
             self._batches = self.trainer.restricted_batches()
-        simulation = FineTuningSimulation(unwrapped, _cross_entropy, self._nft_loss_of_batch)
+        simulation = FineTuningSimulation(unwrapped, self.adversary_loss, self._nft_loss_of_batch)
         strategy = self.pool.sample()
         result = simulation.run(strategy, self._batches, self.args.inner_steps, self.args.query_batch_size,
                                 self._generator)

@@ -1,0 +1,188 @@
+"""SOPHON's diffusion mode: losses on known inputs, the simulation on a tiny UNet, the trainer, the attacks, the
+pipeline folder, and a fast end-to-end protection run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+from diffusers import DDPMPipeline
+
+from hf_nft import NFTConfig, NFTTrainer
+from hf_nft.attacks.batches import AttackData
+from hf_nft.attacks.runner import execute
+from hf_nft.attacks.spec import AttackSpec
+from hf_nft.data import load_domain
+from hf_nft.diffusion.attacks import DenoisingMSE
+from hf_nft.diffusion.denoising import (
+    add_noise,
+    batch_loss,
+    denoising_mse,
+    dos_loss,
+    fixed_noise_batches,
+    make_scheduler,
+    mse_ascent_loss,
+)
+from hf_nft.diffusion.domain_classifier import domain_dataset
+from hf_nft.diffusion.evaluation import denoising_score
+from hf_nft.diffusion.sampling import generate, tile
+from hf_nft.diffusion.training import save_pipeline, small_unet
+from hf_nft.methods._simulation import AdversaryStrategy, FineTuningSimulation
+
+TINY = (8, 16)
+
+
+def images(n: int, seed: int = 0) -> Dataset:
+    generator = torch.Generator().manual_seed(seed)
+    pixels = (torch.rand(n, 1, 16, 16, generator=generator) * 2 - 1).numpy()
+    return Dataset.from_dict({"pixel_values": pixels, "labels": [i % 2 for i in range(n)]}).with_format("torch")
+
+
+def tiny_config(tmp_path, **overrides) -> NFTConfig:
+    values = {"output_dir": str(tmp_path), "nft_method": "sophon_diffusion", "max_steps": 4, "inner_steps": 2,
+              "report_to": [], "save_strategy": "no", "remove_unused_columns": False,
+              "per_device_train_batch_size": 8, "adversary_batch_sizes": [8], "query_batch_size": 8,
+              "adversary_pool": ["adam:0.001"], "disable_tqdm": True, "logging_steps": 2, "use_cpu": True}
+    values.update(overrides)
+    return NFTConfig(**values)
+
+
+def test_losses_on_known_inputs():
+    prediction = torch.tensor([[1.0, -2.0], [0.0, 3.0]])
+    noise = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert denoising_mse(prediction, noise).item() == pytest.approx((0 + 4 + 1 + 4) / 4)
+    assert dos_loss(prediction, noise).item() == pytest.approx((1 + 4 + 0 + 9) / 4)
+    assert mse_ascent_loss(prediction, noise).item() == pytest.approx(-9 / 4)
+    metric = DenoisingMSE()
+    assert metric([(prediction, {"noise": noise}), (noise, {"noise": noise})]) == pytest.approx(9 / 8)
+    assert not metric.higher_is_better
+
+
+def test_noising_follows_the_schedule_and_fixed_batches_repeat():
+    scheduler = make_scheduler(100)
+    x = torch.rand(4, 1, 16, 16)
+    t = torch.tensor([0, 10, 50, 99])
+    noisy, _, noise = add_noise(x, scheduler, torch.Generator().manual_seed(0), t)
+    alpha_bar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    torch.testing.assert_close(noisy, alpha_bar.sqrt() * x + (1 - alpha_bar).sqrt() * noise)
+    batch = [{"pixel_values": x}]
+    first, again = (fixed_noise_batches(batch, scheduler, [10, 90], seed=3) for _ in range(2))
+    assert len(first) == 2 and all(torch.equal(a["noise"], b["noise"]) for a, b in zip(first, again))
+    assert first[1]["timestep"].tolist() == [90] * 4
+    with pytest.raises(ValueError, match="timesteps"):
+        fixed_noise_batches(batch, scheduler, [100])
+    with pytest.raises(ValueError, match="beta_schedule"):
+        make_scheduler(100, "cosine")
+    with pytest.raises(ValueError, match="pixel_values"):
+        batch_loss(denoising_mse, lambda b: None, {"images": x}, scheduler)
+
+
+def test_simulation_on_a_tiny_unet_gives_a_meta_gradient_and_never_resets_a_head():
+    model = small_unet(widths=TINY)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    scheduler = make_scheduler(100)
+    generator = torch.Generator().manual_seed(0)
+    adversary = lambda forward, batch: batch_loss(denoising_mse, forward, batch, scheduler, generator)
+    suppression = lambda forward, batch: batch_loss(dos_loss, forward, batch, scheduler, generator)
+    stream = iter([{"pixel_values": images(12, seed=s)[:]["pixel_values"]} for s in range(10)])
+    simulation = FineTuningSimulation(model, adversary, suppression)
+    assert simulation.head_names == set()
+    result = simulation.run(AdversaryStrategy("adam", 1e-2, 8, reset_head=False), stream, steps=3, query_size=4)
+    assert len(result.suppression_losses) == 4 and len(result.adversary_losses) == 3
+    norm = sum(float(g.norm()) ** 2 for g in result.meta_gradients.values()) ** 0.5
+    assert math.isfinite(norm) and norm > 0
+    assert any(not torch.equal(result.adapted_parameters[n], p) for n, p in model.named_parameters())
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    with pytest.raises(ValueError, match="no classification head"):
+        simulation.run(AdversaryStrategy("adam", 1e-2, 8, reset_head=True), stream, steps=1, query_size=4)
+
+
+@pytest.mark.parametrize("nft_loss", ["dos", "mse_ascent"])
+def test_trainer_runs_sophon_diffusion_and_logs_both_loops(tmp_path, nft_loss):
+    model = small_unet(widths=TINY)
+    start = {name: p.clone() for name, p in model.named_parameters()}
+    trainer = NFTTrainer(model=model, args=tiny_config(tmp_path, diffusion_nft_loss=nft_loss),
+                         train_dataset=images(32), restricted_dataset=images(32, seed=1))
+    trainer.train()
+    logged = {key for entry in trainer.state.log_history for key in entry}
+    assert {"fts_loss", "fts_loss_start", "ntr_loss"} <= logged
+    assert trainer.method.settings()["diffusion_nft_loss"] == nft_loss
+    assert any(not torch.equal(p, start[name]) for name, p in model.named_parameters())
+
+
+def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
+    with pytest.raises(ValueError, match="diffusion_nft_loss"):
+        tiny_config(tmp_path, diffusion_nft_loss="zero")
+    with pytest.raises(ValueError, match="remove_unused_columns"):
+        NFTTrainer(model=small_unet(widths=TINY), args=tiny_config(tmp_path, remove_unused_columns=True),
+                   train_dataset=images(8), restricted_dataset=images(8))
+    wrong = Dataset.from_dict({"pixel_values": torch.zeros(4, 1, 8, 8).numpy()}).with_format("torch")
+    with pytest.raises(ValueError, match="shape"):
+        NFTTrainer(model=small_unet(widths=TINY), args=tiny_config(tmp_path), train_dataset=images(8),
+                   restricted_dataset=wrong)
+    with pytest.raises(ValueError, match="UNet2DModel"):
+        from conftest import tiny_resnet
+
+        NFTTrainer(model=tiny_resnet(), args=tiny_config(tmp_path), train_dataset=images(8), restricted_dataset=images(8))
+
+
+def test_diffusion_attacks_train_the_right_parameters_and_lower_the_mse():
+    model = small_unet(widths=TINY)
+    data = AttackData(images(48), images(16, seed=2))
+    full = execute(model, AttackSpec(kind="diffusion_finetune", steps=20, eval_every=10, learning_rate=3e-3),
+                   data, DenoisingMSE())
+    assert full.values[-1] < full.values[0]
+    assert len(full.trainable) == len(list(model.parameters()))
+    lora = execute(model, AttackSpec(kind="diffusion_lora", steps=4, eval_every=2), data, DenoisingMSE(),
+                   keep_model=True)
+    assert lora.trainable and all("lora_" in name for name in lora.trainable)
+    assert any(".to_q." in name for name in lora.trainable) and any(".conv1." in name for name in lora.trainable)
+    assert not any("lora_" in name for name, _ in model.named_parameters())  # the attacked model is a copy
+    with pytest.raises(ValueError, match="no classification head"):
+        execute(model, AttackSpec(kind="diffusion_finetune", reset_head=True), data, DenoisingMSE())
+
+
+def test_pipeline_folder_loads_with_ddpm_pipeline_and_samples(tmp_path):
+    unet = small_unet(widths=TINY)
+    scheduler = make_scheduler(100)
+    save_pipeline(unet, scheduler, tmp_path / "pipe")
+    loaded = DDPMPipeline.from_pretrained(tmp_path / "pipe")
+    assert loaded.scheduler.config.num_train_timesteps == 100
+    for name, value in unet.state_dict().items():
+        assert torch.equal(loaded.unet.state_dict()[name], value)
+    samples = generate(loaded.unet, loaded.scheduler, count=3, inference_steps=4, seed=0)
+    assert samples.shape == (3, 1, 16, 16) and samples.min() >= -1 and samples.max() <= 1
+    torch.testing.assert_close(samples, generate(loaded.unet, loaded.scheduler, count=3, inference_steps=4, seed=0))
+    assert tile(samples, columns=2).shape == (2 * 17 - 1, 2 * 17 - 1)
+
+
+def test_domain_dataset_labels_original_zero_and_restricted_one():
+    both = domain_dataset(images(3), images(2, seed=1))
+    assert both[:]["labels"].tolist() == [0, 0, 0, 1, 1]
+    assert both.features["labels"].names == ["original", "restricted"]
+
+
+def test_protection_keeps_the_original_domain_and_slows_restricted_fine_tuning(tmp_path):
+    """Fast end to end on real digits: after the same attack the protected model denoises the restricted domain
+    worse than the unprotected one, and its original-domain MSE stays within 50% of the unprotected one's."""
+    from hf_nft.diffusion_quickstart import pretrain_ddpm, protection_config
+
+    mnist, uci = load_domain("mnist").select(range(512)), load_domain("uci-digits").select(range(512))
+    mnist_test, uci_test = load_domain("mnist", "test").select(range(128)), load_domain("uci-digits", "test")
+    unprotected, _ = pretrain_ddpm(tmp_path, mnist, steps=150, progress=False, widths=TINY)
+    save_pipeline(unprotected, make_scheduler(), tmp_path / "unprotected")
+    protected = DDPMPipeline.from_pretrained(tmp_path / "unprotected").unet
+    args = protection_config(tmp_path / "protection", fast=True, disable_tqdm=True, max_steps=40, ntr_steps=3)
+    NFTTrainer(model=protected, args=args, train_dataset=mnist, restricted_dataset=uci).train()
+    attack = AttackSpec(kind="diffusion_finetune", optimizer="adam", learning_rate=1e-3, batch_size=32, steps=20,
+                        eval_every=10)
+    data = AttackData(uci, uci_test.select(range(128)))
+    after = {role: execute(model, attack, data, DenoisingMSE()).final
+             for role, model in (("protected", protected), ("unprotected", unprotected))}
+    original = {role: denoising_score(model, mnist_test, 100, "squaredcos_cap_v2")
+                for role, model in (("protected", protected), ("unprotected", unprotected))}
+    assert after["protected"] > after["unprotected"], after
+    assert original["protected"] <= 1.5 * original["unprotected"], original
