@@ -37,7 +37,7 @@ def encoderlock_config(output_dir: str | Path, setting: str, fast: bool = False,
     values = quiet_training_arguments(
         output_dir, max_steps=60 if fast else 400, learning_rate=1e-2, lr_scheduler_type="constant", seed=seed,
         nft_method="encoderlock", encoderlock_setting=setting, encoderlock_round_steps=20,
-        encoderlock_weights_per_round=100, encoderlock_probe_steps=100 if fast else 200, max_grad_norm=0.0,
+        encoderlock_weights_per_round=500, encoderlock_probe_steps=100 if fast else 200, max_grad_norm=0.0,
         guard_every=0,
     )
     values.update(overrides)
