@@ -15,7 +15,7 @@ Training runs in rounds of ``encoderlock_round_steps`` optimizer steps. Each rou
 
 Every step then minimises ``L_auth + log(1 + a * L_auth / L_prohibited)`` (``a = encoderlock_ratio_weight``)
 with the gradients masked to the selected weights; unselected weights are also restored after every step,
-so no optimizer (weight decay included) moves them. ``settings()`` reports how many weights changed.
+so no optimizer (weight decay included) moves them; BatchNorm layers run on their frozen running statistics. ``settings()`` reports how many weights changed.
 
 Settings (``encoderlock_setting``):
 
@@ -43,6 +43,7 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from hf_nft.data import num_labels
+from hf_nft.methods._masking import freeze_norm_statistics
 from hf_nft.methods._synthesis import blocky
 from hf_nft.methods.base import ProtectionMethod, check_labelled_dataset
 from hf_nft.modeling import classifier_head
@@ -121,12 +122,13 @@ def train_probe(kind: str, features: torch.Tensor, labels: torch.Tensor, classes
     """A probe trained from scratch with Adam on fixed features (mini-batches of 64)."""
     probe = make_probe(kind, features.shape[1], classes, hidden).to(features.device)
     optimizer = torch.optim.Adam(probe.parameters(), lr=_PROBE_LEARNING_RATES[kind])
-    for _ in range(steps):
-        index = torch.randint(len(features), (min(_PROBE_BATCH, len(features)),), generator=generator)
-        loss = F.cross_entropy(probe(features[index]), labels[index.to(labels.device)])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    with torch.enable_grad():
+        for _ in range(steps):
+            index = torch.randint(len(features), (min(_PROBE_BATCH, len(features)),), generator=generator)
+            loss = F.cross_entropy(probe(features[index]), labels[index.to(labels.device)])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
     return probe.eval().requires_grad_(False)
 
 
@@ -154,6 +156,7 @@ class EncoderLock(ProtectionMethod):
         self.challenger: nn.Module | None = None
         self.challenger_kind = ""
         self.challenger_accuracy = float("nan")
+        self.probe_accuracies: dict[str, float] = {}
         self.rounds = 0
         self._hooks: list[Any] = []
         self._prohibited: dict[str, Any] | None = None
@@ -278,15 +281,16 @@ class EncoderLock(ProtectionMethod):
         device = next(self.model.parameters()).device
         features = {part: self._features(self._batched(pool["dataset"], pool[part])) for part in ("train", "val")}
         labels = {part: pool["labels"][pool[part]].to(device) for part in ("train", "val")}
-        best = None
+        self.probe_accuracies = {}
+        probes = {}
         for kind in PROBE_KINDS:
-            probe = train_probe(kind, features["train"], labels["train"], pool["classes"],
-                                self.args.encoderlock_probe_steps, self.args.encoderlock_probe_hidden_size,
-                                self.generator)
-            accuracy = probe_accuracy(probe, features["val"], labels["val"])
-            if best is None or accuracy > best[0]:
-                best = (accuracy, kind, probe)
-        self.challenger_accuracy, self.challenger_kind, self.challenger = best
+            probes[kind] = train_probe(kind, features["train"], labels["train"], pool["classes"],
+                                       self.args.encoderlock_probe_steps, self.args.encoderlock_probe_hidden_size,
+                                       self.generator)
+            self.probe_accuracies[kind] = probe_accuracy(probes[kind], features["val"], labels["val"])
+        self.challenger_kind = max(PROBE_KINDS, key=lambda kind: self.probe_accuracies[kind])
+        self.challenger_accuracy = self.probe_accuracies[self.challenger_kind]
+        self.challenger = probes[self.challenger_kind]
 
     def _gradients(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
         names = list(self.weights)
@@ -350,6 +354,7 @@ class EncoderLock(ProtectionMethod):
             self._batches = self._prohibited_batches()
         if self.trainer.state.global_step // self.args.encoderlock_round_steps >= self.rounds:
             self._start_round()
+        freeze_norm_statistics(self.model)  # BatchNorm runs on the released statistics; no buffer changes
         auth_loss = model(**inputs).loss
         batch = next(self._batches)
         prohibited_loss = F.cross_entropy(self.challenger(encode(model, batch)), batch["labels"])
