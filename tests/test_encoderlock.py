@@ -73,6 +73,14 @@ def test_lockable_weights_exclude_head_biases_and_norms():
     assert all("normalization" not in name and not name.endswith("bias") for name in names)
 
 
+def test_embedding_tables_are_not_lockable():
+    from hf_nft.text_models import tiny_bert_classifier
+
+    names = set(lockable_weights(tiny_bert_classifier(vocab_size=50, num_labels=2)))
+    assert any("attention" in name for name in names) and "bert.pooler.dense.weight" in names
+    assert not any("embeddings" in name for name in names)
+
+
 def test_selection_is_round_by_round_masked_and_counted(tmp_path):
     trainer, model, before = trained_model(tmp_path, "supervised", prohibited_data())
     method = trainer.method

@@ -89,12 +89,18 @@ class KeepUnselectedCallback(TrainerCallback):
 
 
 def lockable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The encoder weights EncoderLock may select: parameters of 2+ dimensions outside the classification head
-    (biases, LayerNorm/BatchNorm scales and the head are excluded). Embedding tables are included."""
+    """The encoder weights EncoderLock may select: parameters of 2+ dimensions outside the classification head.
+
+    Biases, LayerNorm/BatchNorm scales and the head are excluded, and so are embedding tables: a token's row has
+    a zero gradient whenever the token is absent from a batch, so the gradient ratio would single out tokens that
+    happen to occur in the prohibited batch only, not weights that matter to the domain.
+    """
     head_name, _ = classifier_head(model)
+    embeddings = {f"{name}.weight" if name else "weight" for name, module in model.named_modules()
+                  if isinstance(module, nn.Embedding)}
     return {
         name: parameter for name, parameter in model.named_parameters()
-        if parameter.dim() >= 2 and not name.startswith(f"{head_name}.")
+        if parameter.dim() >= 2 and not name.startswith(f"{head_name}.") and name not in embeddings
     }
 
 
