@@ -15,7 +15,13 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
 
 from hf_nft.attacks.files import write_text
 from hf_nft.config import ENCODERLOCK_SETTINGS, NFTConfig
@@ -50,9 +56,10 @@ def fit_authorized_head(model: PreTrainedModel, train: Dataset, collator: Any, o
 def text_config(output_dir: Path, setting: str, fast: bool = False, seed: int = 0, **overrides: Any) -> NFTConfig:
     """EncoderLock settings for MiniLM (fewer, larger rounds than the digit encoder: 22.7M parameters)."""
     values = quiet_training_arguments(
-        output_dir, max_steps=10 if fast else 60, learning_rate=1e-3, lr_scheduler_type="constant", seed=seed,
+        output_dir, max_steps=10 if fast else 60, learning_rate=3e-3, lr_scheduler_type="constant", seed=seed,
         per_device_train_batch_size=32, nft_method="encoderlock", encoderlock_setting=setting,
-        encoderlock_round_steps=5 if fast else 20, encoderlock_weights_per_round=2000,
+        encoderlock_round_steps=5 if fast else 10, encoderlock_weights_per_round=20000,
+        encoderlock_layers_per_round=2,
         encoderlock_probe_steps=200, encoderlock_score_examples=64, max_grad_norm=0.0, guard_every=0,
         logging_steps=10,
     )
@@ -84,11 +91,11 @@ def run_text_encoderlock(output_dir: str | Path, setting: str = "supervised", fa
         fit_authorized_head(unprotected, data["authorized"][0], collator, output / "head", seed)
         unprotected.save_pretrained(output / "unprotected")
         tokenizer.save_pretrained(output / "unprotected")
-    unprotected = type(load_minilm_classifier(2)).from_pretrained(output / "unprotected")
+    unprotected = AutoModelForSequenceClassification.from_pretrained(output / "unprotected")
     seconds["prepare"] = time.perf_counter() - start
 
     phase = time.perf_counter()
-    model = type(unprotected).from_pretrained(output / "unprotected")
+    model = AutoModelForSequenceClassification.from_pretrained(output / "unprotected")
     restricted = data["prohibited"][0]
     if setting == "unsupervised":
         restricted = restricted.remove_columns("labels")
@@ -100,7 +107,7 @@ def run_text_encoderlock(output_dir: str | Path, setting: str = "supervised", fa
     tokenizer.save_pretrained(run_dir / "locked")
     changes = trainer.method.changes()
     seconds["lock"] = time.perf_counter() - phase
-    locked = type(unprotected).from_pretrained(run_dir / "locked")
+    locked = AutoModelForSequenceClassification.from_pretrained(run_dir / "locked")
 
     phase = time.perf_counter()
     suite = probe_suite(examples_per_class=100, trials=3, seeds=(0,), steps=300)
