@@ -144,3 +144,19 @@ def print_encoderlock_result(result: EncoderLockResult) -> None:
         print(f"  [{'ok' if holds else 'FAIL'}] {name}")
     print("\nTimings: " + ", ".join(f"{phase} {seconds:.0f}s" for phase, seconds in result.seconds.items()))
     print(f"Outputs in {result.output_dir}: locked/ (plain model), *_report.json, summary.json")
+
+
+def summary_table(summaries: list[dict[str, Any]]) -> str:
+    """One row per run (``summary.json`` contents): strongest-probe accuracy on each domain for the locked,
+    unprotected and random-init encoders, the share of encoder weights changed and the advantage cut."""
+    header = (f"{'setting':<14}{'prohibited: locked':>19}{'unprotected':>12}{'random-init':>12}"
+              f"{'authorized: locked':>20}{'unprotected':>12}{'random-init':>12}{'weights changed':>17}"
+              f"{'advantage cut':>15}")
+    rows = [header]
+    for s in summaries:
+        rows.append(
+            f"{s['setting']:<14}{s['prohibited_protected']:>19.3f}{s['prohibited_unprotected']:>12.3f}"
+            f"{s['prohibited_scratch']:>12.3f}{s['authorized_protected']:>20.3f}{s['authorized_unprotected']:>12.3f}"
+            f"{s['authorized_scratch']:>12.3f}{100 * s['weights_changed_share']:>16.2f}%{100 * s['advantage_cut']:>14.0f}%"
+        )
+    return "\n".join(rows)
