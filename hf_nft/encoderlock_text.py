@@ -68,9 +68,11 @@ def text_config(output_dir: Path, setting: str, fast: bool = False, seed: int = 
 
 
 def run_text_encoderlock(output_dir: str | Path, setting: str = "supervised", fast: bool = False, seed: int = 0,
-                         progress: bool = True, examples: int = 1000) -> EncoderLockResult:
+                         progress: bool = True, examples: int = 1000,
+                         overrides: dict[str, Any] | None = None) -> EncoderLockResult:
     """Lock MiniLM's encoder in ``setting`` (supervised or unsupervised) and probe it on both text domains beside
-    the unprotected and a random-init MiniLM; outputs under ``output_dir/text-encoderlock-<setting>/``."""
+    the unprotected and a random-init MiniLM; outputs under ``output_dir/text-encoderlock-<setting>/``.
+    ``overrides`` are NFTConfig fields over :func:`text_config`'s."""
     if setting not in ENCODERLOCK_SETTINGS[:2]:
         raise ValueError(f"Text EncoderLock runs the supervised and unsupervised settings, not {setting!r}.")
     torch.manual_seed(seed)
@@ -99,8 +101,8 @@ def run_text_encoderlock(output_dir: str | Path, setting: str = "supervised", fa
     restricted = data["prohibited"][0]
     if setting == "unsupervised":
         restricted = restricted.remove_columns("labels")
-    trainer = NFTTrainer(model=model, args=text_config(run_dir / "locked", setting, fast, seed,
-                                                       disable_tqdm=not progress),
+    args = text_config(run_dir / "locked", setting, fast, seed, disable_tqdm=not progress, **(overrides or {}))
+    trainer = NFTTrainer(model=model, args=args,
                          train_dataset=data["authorized"][0], restricted_dataset=restricted, data_collator=collator)
     trainer.train()
     trainer.save_model()
