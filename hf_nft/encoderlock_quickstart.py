@@ -23,7 +23,7 @@ from transformers import ConvNextForImageClassification
 
 from hf_nft.attacks.files import write_text
 from hf_nft.config import ENCODERLOCK_SETTINGS, NFTConfig
-from hf_nft.data import load_domain
+from hf_nft.data import load_domain, load_renderings
 from hf_nft.evaluation.probing import best_probe, probe_domain, probe_suite
 from hf_nft.evaluation.report import ProtectionReport
 from hf_nft.map_quickstart import load_or_pretrain
@@ -44,14 +44,17 @@ def encoderlock_config(output_dir: str | Path, setting: str, fast: bool = False,
     return NFTConfig(**values)
 
 
-def setting_data(setting: str) -> tuple[Dataset, Dataset | None]:
-    """The owner's (authorized train_dataset, prohibited restricted_dataset) in ``setting``."""
+def setting_data(setting: str, renderings: tuple[str, ...] | None = None) -> tuple[Dataset, Dataset | None]:
+    """The owner's (authorized train_dataset, prohibited restricted_dataset) in ``setting``; ``renderings``
+    (resample modes, e.g. ``("nearest", "bilinear")``) locks the prohibited digits in several renderings."""
     if setting not in ENCODERLOCK_SETTINGS:
         raise ValueError(f"Unknown EncoderLock setting {setting!r}; expected one of {ENCODERLOCK_SETTINGS}.")
     authorized = load_domain(ORIGINAL_DOMAIN, "train")
     if setting == "zero-shot":
         return authorized, None
     prohibited = load_domain(RESTRICTED_DOMAIN, "train")
+    if renderings:
+        prohibited = load_renderings(RESTRICTED_DOMAIN, "train", renderings)
     if setting == "unsupervised":
         prohibited = prohibited.remove_columns("labels")
     return authorized, prohibited
@@ -91,7 +94,8 @@ class EncoderLockResult:
 
 
 def run_encoderlock_quickstart(output_dir: str | Path, setting: str = "supervised", fast: bool = False,
-                               seed: int = 0, progress: bool = True, probes: bool = True) -> EncoderLockResult:
+                               seed: int = 0, progress: bool = True, probes: bool = True,
+                               renderings: tuple[str, ...] | None = None) -> EncoderLockResult:
     """Load (or pre-train) the unprotected model, lock its encoder in ``setting``, reload it with plain
     ``from_pretrained`` and probe it; write under ``output_dir/encoderlock-<setting>/``: ``locked/`` (the
     model), ``prohibited_report.json``, ``authorized_report.json``, ``summary.json``, ``curves_*.png``."""
@@ -101,7 +105,7 @@ def run_encoderlock_quickstart(output_dir: str | Path, setting: str = "supervise
     start = time.perf_counter()
     unprotected = load_or_pretrain(output, fast, seed, progress)
     seconds["pretrain_or_load"] = time.perf_counter() - start
-    train, restricted = setting_data(setting)
+    train, restricted = setting_data(setting, renderings)
 
     phase = time.perf_counter()
     model = ConvNextForImageClassification.from_pretrained(output / "unprotected")

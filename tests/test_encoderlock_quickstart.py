@@ -32,6 +32,8 @@ def test_each_setting_gets_only_its_data():
     authorized, prohibited = encoderlock_quickstart.setting_data("supervised")
     assert "labels" in prohibited.column_names and len(prohibited) > 0 and "labels" in authorized.column_names
     assert "labels" not in encoderlock_quickstart.setting_data("unsupervised")[1].column_names
+    two = encoderlock_quickstart.setting_data("supervised", renderings=("nearest", "bilinear"))[1]
+    assert len(two) == 2 * len(prohibited)
     assert encoderlock_quickstart.setting_data("zero-shot")[1] is None
     with pytest.raises(ValueError, match="Unknown EncoderLock setting 'semi'"):
         encoderlock_quickstart.setting_data("semi")
