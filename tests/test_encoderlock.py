@@ -3,6 +3,7 @@
 import pytest
 import torch
 from conftest import image_dataset, tiny_resnet
+from datasets import Dataset
 from transformers import AutoModelForImageClassification, ResNetConfig, ResNetModel
 
 from hf_nft import NFTConfig, NFTTrainer
@@ -33,8 +34,6 @@ def prohibited_data(n: int = 96):
     images = torch.randn(n, 1, 16, 16, generator=generator) * 0.3
     for index, label in enumerate(labels.tolist()):
         images[index, :, label * 4:(label + 1) * 4, :] += 1.5
-    from datasets import Dataset
-
     return Dataset.from_dict({"pixel_values": images.numpy(), "labels": labels.numpy()}).with_format("torch")
 
 
@@ -159,6 +158,9 @@ def test_zero_shot_with_prohibited_data_and_bad_settings_are_errors(tmp_path):
     with pytest.raises(ValueError, match="zero-shot setting uses no prohibited data"):
         NFTTrainer(model=tiny_resnet(), args=config(tmp_path, encoderlock_setting="zero-shot"),
                    train_dataset=image_dataset(16), restricted_dataset=prohibited_data(16))
+    text = Dataset.from_dict({"input_ids": [[1, 2, 3]] * 4, "labels": [0, 1, 0, 1]})
+    with pytest.raises(ValueError, match="'blocky' needs image data with a 'pixel_values' column"):
+        NFTTrainer(model=tiny_resnet(), args=config(tmp_path, encoderlock_setting="zero-shot"), train_dataset=text)
     with pytest.raises(ValueError, match="encoderlock_setting"):
         config(tmp_path, encoderlock_setting="semi")
     with pytest.raises(ValueError, match="encoderlock_weights_per_round"):

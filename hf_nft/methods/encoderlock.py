@@ -201,6 +201,7 @@ class EncoderLock(ProtectionMethod):
                 raise ValueError(
                     f"Unknown encoderlock_zero_shot_transform {transform!r}; expected one of {list(ZERO_SHOT_TRANSFORMS)}."
                 )
+            ZERO_SHOT_TRANSFORMS[transform](self.trainer.train_dataset.select(range(1)))  # fails early on wrong data
         self._attach()
 
     def _attach(self) -> None:
