@@ -1,7 +1,9 @@
 """Time an attack suite on a small ResNet trained briefly on mnist (restricted domain: uci-digits).
 
 Three models are attacked: the trained one (as "protected"), a copy of it (as the unprotected reference)
-and a fresh scratch model. Prints the table and the wall time; writes report.json and curves.png.
+and a fresh scratch model. The reference cost, measured in the same run, is one plain full fine-tuning of one
+model (Adam, the suite's default steps and batch size); the benchmark prints the suite's wall time beside it
+and their ratio, then the attack table; it writes report.json and curves.png.
 
     python benchmarks/attack_suite.py --suite default --output /tmp/attack-bench
 """
@@ -17,6 +19,7 @@ from transformers import ResNetConfig, ResNetForImageClassification
 
 from hf_nft.attacks.runner import run_attack
 from hf_nft.attacks.spec import AttackSpec
+from hf_nft.attacks.suite import load_suite
 from hf_nft.data import load_domain
 from hf_nft.evaluation.report import evaluate_protection
 
@@ -33,6 +36,16 @@ def trained_resnet(steps: int) -> ResNetForImageClassification:
     return run.model
 
 
+def reference_seconds(model: ResNetForImageClassification, suite: str) -> float:
+    """Wall time of one plain full fine-tuning of ``model`` on uci-digits at the suite's default budget."""
+    defaults = load_suite(suite).attacks[0]
+    spec = AttackSpec(kind="full_finetune", steps=defaults.steps, eval_every=defaults.steps,
+                      batch_size=defaults.batch_size, learning_rate=1e-3)
+    start = time.perf_counter()
+    run_attack(copy.deepcopy(model), spec, load_domain("uci-digits", "train"), load_domain("uci-digits", "test"))
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="default")
@@ -42,6 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = trained_resnet(args.train_steps)
+    reference = reference_seconds(model, args.suite)
     start = time.perf_counter()
     report = evaluate_protection(
         model,
@@ -52,8 +66,10 @@ def main() -> None:
         original_eval=load_domain("mnist", "test"),
     )
     seconds = time.perf_counter() - start
+    print(f"{'what':<46}{'seconds':>10}{'ratio':>8}")
+    print(f"{'reference: one full fine-tuning, one model':<46}{reference:>10.1f}{1.0:>8.2f}")
+    print(f"{f'suite {args.suite!r} on 3 models':<46}{seconds:>10.1f}{seconds / reference:>8.2f}")
     print(report.table())
-    print(f"suite {args.suite!r}, 3 models: {seconds:.1f} s wall time")
     report.to_json(f"{args.output}/report.json")
     report.plot(f"{args.output}/curves.png")
 
