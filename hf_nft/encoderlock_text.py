@@ -56,10 +56,10 @@ def fit_authorized_head(model: PreTrainedModel, train: Dataset, collator: Any, o
 def text_config(output_dir: Path, setting: str, fast: bool = False, seed: int = 0, **overrides: Any) -> NFTConfig:
     """EncoderLock settings for MiniLM (fewer, larger rounds than the digit encoder: 22.7M parameters)."""
     values = quiet_training_arguments(
-        output_dir, max_steps=10 if fast else 60, learning_rate=3e-3, lr_scheduler_type="constant", seed=seed,
+        output_dir, max_steps=10 if fast else 60, learning_rate=1e-2, lr_scheduler_type="constant", seed=seed,
         per_device_train_batch_size=32, nft_method="encoderlock", encoderlock_setting=setting,
-        encoderlock_round_steps=5 if fast else 10, encoderlock_weights_per_round=20000,
-        encoderlock_layers_per_round=2,
+        encoderlock_round_steps=5 if fast else 10, encoderlock_weights_per_round=50000,
+        encoderlock_layers_per_round=4,
         encoderlock_probe_steps=200, encoderlock_score_examples=64, max_grad_norm=0.0, guard_every=0,
         logging_steps=10,
     )
