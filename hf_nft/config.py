@@ -49,6 +49,9 @@ def parse_adversary(entry: str) -> tuple[str, float]:
 
 # MAP (nft_method="map"): what each setting may use, see hf_nft/methods/mask_pruning.py.
 MAP_SETTINGS = ("source-available", "source-free", "data-free")
+# EncoderLock (nft_method="encoderlock"): what the owner has of the prohibited domain, see
+# hf_nft/methods/encoderlock.py.
+ENCODERLOCK_SETTINGS = ("supervised", "unsupervised", "zero-shot")
 
 
 @dataclass
@@ -141,6 +144,45 @@ class NFTConfig(TrainingArguments):
         default="squaredcos_cap_v2", metadata={"help": "sophon_diffusion: the DDPMScheduler's beta_schedule."}
     )
 
+    # ---- EncoderLock (nft_method="encoderlock"): lock the encoder against probing on the prohibited domain ----
+    encoderlock_setting: str = field(
+        default="supervised",
+        metadata={"help": f"EncoderLock setting, one of {ENCODERLOCK_SETTINGS}: supervised uses labelled "
+                  "restricted_dataset; unsupervised ignores its labels (pseudo-labels from clustering the "
+                  "unprotected encoder's features); zero-shot has no restricted data (stand-ins are synthesised "
+                  "from train_dataset with encoderlock_zero_shot_transform)."},
+    )
+    encoderlock_round_steps: int = field(
+        default=20, metadata={"help": "EncoderLock: optimizer steps per round (a round starts with a new "
+                              "challenger and a new weight selection)."}
+    )
+    encoderlock_weights_per_round: int = field(
+        default=100, metadata={"help": "EncoderLock: weights added to the update mask each round (N)."}
+    )
+    encoderlock_layers_per_round: int = field(
+        default=1, metadata={"help": "EncoderLock: layers (weight tensors) the round's weights are taken from (M)."}
+    )
+    encoderlock_ratio_weight: float = field(
+        default=1e3, metadata={"help": "EncoderLock: a in L_auth + log(1 + a * L_auth / L_prohibited)."}
+    )
+    encoderlock_probe_steps: int = field(
+        default=200, metadata={"help": "EncoderLock: Adam steps of each challenger probe (linear and MLP)."}
+    )
+    encoderlock_probe_hidden_size: int = field(
+        default=128, metadata={"help": "EncoderLock: hidden width of the MLP challenger probe."}
+    )
+    encoderlock_score_examples: int = field(
+        default=256, metadata={"help": "EncoderLock: examples per domain for the gradient scores of a round."}
+    )
+    encoderlock_clusters: int = field(
+        default=0, metadata={"help": "EncoderLock unsupervised: pseudo-label clusters (0: the model's num_labels)."}
+    )
+    encoderlock_zero_shot_transform: str = field(
+        default="blocky",
+        metadata={"help": "EncoderLock zero-shot: how stand-in prohibited data is made from train_dataset, a "
+                  "name in hf_nft.methods.encoderlock.ZERO_SHOT_TRANSFORMS."},
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.nft_loss not in NFT_LOSSES:
@@ -167,6 +209,7 @@ class NFTConfig(TrainingArguments):
             raise ValueError(f"guard_tolerance must be in [0, 1], got {self.guard_tolerance}.")
         self._validate_map()
         self._validate_diffusion()
+        self._validate_encoderlock()
 
     def _validate_map(self) -> None:
         """Validate the MAP block."""
@@ -193,6 +236,19 @@ class NFTConfig(TrainingArguments):
         if self.diffusion_beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"Unknown diffusion_beta_schedule {self.diffusion_beta_schedule!r}; expected one of "
                              f"{BETA_SCHEDULES}.")
+
+    def _validate_encoderlock(self) -> None:
+        """Validate the EncoderLock block."""
+        if self.encoderlock_setting not in ENCODERLOCK_SETTINGS:
+            raise ValueError(
+                f"Unknown encoderlock_setting {self.encoderlock_setting!r}; expected one of {ENCODERLOCK_SETTINGS}."
+            )
+        for name in ("encoderlock_round_steps", "encoderlock_weights_per_round", "encoderlock_layers_per_round",
+                     "encoderlock_probe_steps", "encoderlock_probe_hidden_size", "encoderlock_score_examples"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.encoderlock_ratio_weight <= 0 or self.encoderlock_clusters < 0:
+            raise ValueError("encoderlock_ratio_weight must be positive and encoderlock_clusters >= 0.")
 
     @property
     def restricted_batch_size(self) -> int:

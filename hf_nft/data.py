@@ -19,6 +19,13 @@ import torch
 import torch.nn.functional as F
 from datasets import Array3D, ClassLabel, Dataset, Features, concatenate_datasets
 
+from hf_nft.text_data import (  # noqa: F401  (text domains, re-exported)
+    available_text_domains,
+    load_text_domain,
+    text_domain_tasks,
+    tokenize_text_dataset,
+)
+
 IMAGE_SIZE = 16
 SPLITS = ("train", "test")
 TEST_FRACTION = 0.25

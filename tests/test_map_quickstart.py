@@ -8,7 +8,7 @@ from hf_nft.cli import build_parser, main
 
 def test_default_mode_is_sophon():
     args = build_parser().parse_args(["quickstart"])
-    assert args.mode == "sophon" and args.setting == "source-available"
+    assert args.mode == "sophon" and args.setting is None  # each mode picks its own default setting
 
 
 def test_map_mode_dispatches_to_the_map_pipeline(monkeypatch, tmp_path):

