@@ -4,3 +4,4 @@ from hf_nft.registry import METHODS
 
 METHODS.register_lazy("sophon", "hf_nft.methods.sophon:Sophon")
 METHODS.register_lazy("map", "hf_nft.methods.mask_pruning:MaskPruning")
+METHODS.register_lazy("mlac", "hf_nft.methods.mlac:Mlac")
