@@ -120,7 +120,7 @@ class Mlac(ProtectionMethod):
 
     def adversary_learning_rate(self) -> float:
         """The meta-learned learning rate of the simulated adversary, as it stands."""
-        return math.exp(float(self._log_lr)) if self._log_lr is not None else self.args.mlac_adversary_lr
+        return math.exp(float(self._log_lr.detach())) if self._log_lr is not None else self.args.mlac_adversary_lr
 
     def _setup(self, model: nn.Module) -> HarmfulReadout:
         if self._readout is None:
