@@ -28,7 +28,7 @@ def test_best_linear_readout_separates_informative_features_and_not_noise():
     informative = torch.randn(64, 8, generator=generator) + 3.0 * labels[:, None]
     noise = torch.randn(64, 8, generator=generator)
     good, bad = best_linear_readout_loss(informative, labels, 2), best_linear_readout_loss(noise, labels, 2)
-    assert good < 0.45 < bad
+    assert good < 0.6 < bad
     features = informative.clone().requires_grad_(True)
     best_linear_readout_loss(features, labels, 2).backward()
     assert features.grad.abs().sum() > 0  # differentiable through the closed-form readout

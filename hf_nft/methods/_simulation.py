@@ -158,9 +158,9 @@ class FineTuningSimulation:
             batch = next(batches)
             score(self._query(batch, query_size), skip=reset_names)
             support = slice_batch(batch, 0, strategy.batch_size)
-            loss, grads = self._accumulate(self.adversary_loss, {**fast, **buffers}, fast, support, training=True)
-            for (name, tensor), grad in zip(fast.items(), grads):
-                tensor.grad = grad if name in moving else None
+            loss, grads = self._accumulate(self.adversary_loss, {**fast, **buffers}, moving, support, training=True)
+            for tensor, grad in zip(moving.values(), grads):
+                tensor.grad = grad
             before = {name: tensor.detach().clone() for name, tensor in moving.items()}
             optimizer.step()
             step_delta = {name: moving[name].detach() - value for name, value in before.items()}

@@ -37,7 +37,7 @@ from hf_nft.methods.base import ProtectionMethod, check_labelled_dataset
 from hf_nft.modeling import classifier_head
 from hf_nft.registry import METHODS
 
-RIDGE = 1e-2
+RIDGE = 0.1
 HEAD_PREFIX = "head."
 
 
@@ -69,16 +69,24 @@ class HarmfulReadout(nn.Module):
 
 
 def best_linear_readout_loss(features: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
-    """Cross-entropy of the ridge least-squares linear readout of one-hot ``labels`` from ``features``.
+    """Held-out cross-entropy of the best ridge least-squares linear readout of the harmful labels.
 
-    The readout is solved in closed form on the batch (differentiable w.r.t. ``features``): how well the best
-    linear map separates the harmful labels ("linear mutual information" in the paper).
+    The readout (one-hot targets, bias column) is solved in closed form on the first half of the batch and scored
+    on the second half, differentiably w.r.t. ``features``: how well the best linear map reads the harmful labels
+    out of the representation ("linear mutual information" in the paper). Fitting and scoring on the same rows
+    would measure over-fitting, not information, when there are fewer rows than feature dimensions. The ridge
+    is relative to the features' scale (``RIDGE`` times the mean eigenvalue of the Gram matrix).
     """
+    if features.shape[0] < 4:
+        raise ValueError(f"The linear readout needs at least 4 rows (2 to fit, 2 to score), got {features.shape[0]}.")
     x = torch.cat([features, torch.ones_like(features[:, :1])], dim=1).float()
-    target = F.one_hot(labels.long(), classes).float()
-    gram = x.T @ x + RIDGE * x.shape[0] * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    weights = torch.linalg.solve(gram, x.T @ target)
-    return F.cross_entropy(x @ weights, labels.long())
+    half = x.shape[0] // 2
+    fit, held_out = x[:half], x[half:]
+    target = F.one_hot(labels[:half].long(), classes).float()
+    gram = fit @ fit.T  # dual form: (n x n), n = half the batch, whatever the feature size
+    ridge = RIDGE * gram.diagonal().mean().detach() + 1e-6
+    dual = torch.linalg.solve(gram + ridge * torch.eye(half, dtype=x.dtype, device=x.device), target)
+    return F.cross_entropy(held_out @ (fit.T @ dual), labels[half:].long())
 
 
 @METHODS.register("mlac")
@@ -200,15 +208,21 @@ class Mlac(ProtectionMethod):
         return mean, metrics
 
     def _linear_term(self, readout: HarmfulReadout) -> tuple[torch.Tensor, float]:
-        batch = next(self._batches)
-        inputs = {key: value for key, value in batch.items() if key != "labels" and torch.is_tensor(value)}
+        """Minus the held-out CE of the best linear readout (capped at chance), on two restricted batches."""
+        batches = [next(self._batches) for _ in range(2)]
         was_training = readout.training
         readout.eval()
         try:
-            ce = best_linear_readout_loss(readout.features(**inputs), batch["labels"], self.harmful_labels())
+            features = torch.cat([readout.features(**_inputs(batch)) for batch in batches])
         finally:
             readout.train(was_training)
+        labels = torch.cat([batch["labels"] for batch in batches])
+        ce = best_linear_readout_loss(features, labels, self.harmful_labels())
         return -torch.clamp(ce, max=math.log(self.harmful_labels())), float(ce)
+
+
+def _inputs(batch: Batch) -> dict[str, torch.Tensor]:
+    return {key: value for key, value in batch.items() if key != "labels" and torch.is_tensor(value)}
 
 
 def _cross_entropy(forward: Forward, batch: Batch) -> torch.Tensor:
