@@ -25,7 +25,7 @@ from hf_nft.attacks.files import write_text
 from hf_nft.attacks.runner import run_attack
 from hf_nft.attacks.spec import AttackSpec
 from hf_nft.config import NFTConfig
-from hf_nft.data import load_text_domain, tokenize_text_dataset
+from hf_nft.data import load_text_domain, per_class_subset, tokenize_text_dataset
 from hf_nft.text_models import load_minilm_classifier, load_minilm_tokenizer
 from hf_nft.trainer import NFTTrainer
 
@@ -41,17 +41,23 @@ class TextQuickstartSettings:
     desired_eval: int = 400
     block_pool: int = 800
     harmful_eval: int = 300
-    finetune_epochs: float = 1.0
+    finetune_epochs: float = 2.0
+    finetune_learning_rate: float = 1e-4
     mlac_steps: int = 40
+    mlac_learning_rate: float = 1e-4
     inner_steps: int = 2
+    # Blocking trains only the upper layers (embeddings and the first ``block_frozen_layers`` stay as they are, to
+    # save time); every attack still fine-tunes every layer it chooses to.
+    block_frozen_layers: int = 2
     budgets: list[int] = field(default_factory=lambda: [20, 60, 200])
     attack_steps: int = 40
     tuned_trials: int = 3
+    adversary_learning_rate: float = 2e-3
 
     @classmethod
     def fast(cls) -> TextQuickstartSettings:
-        return cls(desired_train=400, desired_eval=200, block_pool=400, harmful_eval=200, mlac_steps=15,
-                   budgets=[20, 200], attack_steps=20, tuned_trials=0)
+        return cls(desired_train=400, desired_eval=200, block_pool=400, harmful_eval=200, finetune_epochs=3.0,
+                   mlac_steps=15, budgets=[20, 200], attack_steps=20, tuned_trials=0)
 
 
 def attack_specs(settings: TextQuickstartSettings, seed: int) -> list[AttackSpec]:
@@ -75,6 +81,16 @@ def attack_specs(settings: TextQuickstartSettings, seed: int) -> list[AttackSpec
 def _split(name: str, task: str, split: str, size: int, seed: int) -> Dataset:
     data = load_text_domain(name, split, task=task).shuffle(seed=seed)
     return data.select(range(min(size, len(data))))
+
+
+def freeze_lower_layers(model: torch.nn.Module, layers: int) -> None:
+    """Freeze the embeddings and the first ``layers`` transformer layers of a BERT-like classifier."""
+    if layers <= 0:
+        return
+    for name, parameter in model.base_model.named_parameters():
+        index = name.split(".")[2] if name.startswith("encoder.layer.") else None
+        if name.startswith("embeddings.") or (index is not None and int(index) < layers):
+            parameter.requires_grad_(False)
 
 
 def _accuracy(model: torch.nn.Module, data: Dataset, collator: Any) -> float:
@@ -114,22 +130,29 @@ def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, p
     harmful_train = load_text_domain(*HARMFUL[:1], "train", task=HARMFUL[1]).shuffle(seed=seed)
     block_pool = tokens(harmful_train.select(range(settings.block_pool)))
     attack_pool = tokens(harmful_train.select(range(settings.block_pool, len(harmful_train))))
-    harmful_eval = tokens(_split(*HARMFUL, "test", settings.harmful_eval, seed))
+    # Class-balanced evaluation: chance is 50% and a constant predictor scores exactly that.
+    harmful_test = load_text_domain(HARMFUL[0], "test", task=HARMFUL[1])
+    harmful_eval = tokens(per_class_subset(harmful_test, settings.harmful_eval // 2, seed))
     common = {"per_device_train_batch_size": 16, "report_to": [], "save_strategy": "no", "use_cpu":
               not torch.cuda.is_available(), "disable_tqdm": not progress, "seed": seed, "logging_steps": 10}
 
     start = time.perf_counter()
     unprotected = load_minilm_classifier(4, seed=seed)
-    Trainer(model=unprotected, args=TrainingArguments(output_dir=str(output / "unprotected"), learning_rate=1e-4,
-                                                      num_train_epochs=settings.finetune_epochs, **common),
-            train_dataset=desired_train, data_collator=collator).train()
+    finetune = Trainer(model=unprotected, args=TrainingArguments(
+        output_dir=str(output / "unprotected"), learning_rate=settings.finetune_learning_rate,
+        num_train_epochs=settings.finetune_epochs, **common), train_dataset=desired_train, data_collator=collator,
+        processing_class=tokenizer)
+    finetune.train()
+    finetune.save_model()
     seconds["fine-tune unprotected"] = time.perf_counter() - start
 
     start = time.perf_counter()
     blocked = load_minilm_classifier(4, seed=seed)
     blocked.load_state_dict(unprotected.state_dict())
-    args = NFTConfig(output_dir=str(output / "blocked"), nft_method="mlac", learning_rate=2e-5,
+    freeze_lower_layers(blocked, settings.block_frozen_layers)
+    args = NFTConfig(output_dir=str(output / "blocked"), nft_method="mlac", learning_rate=settings.mlac_learning_rate,
                      max_steps=settings.mlac_steps, inner_steps=settings.inner_steps, adversary_batch_sizes=[16],
+                     mlac_adversary_lr=settings.adversary_learning_rate,
                      query_batch_size=16, guard_every=0, max_grad_norm=10.0, **common)
     trainer = NFTTrainer(model=blocked, args=args, train_dataset=desired_train, restricted_dataset=block_pool,
                          data_collator=collator, processing_class=tokenizer)
