@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from datasets import ClassLabel
 from transformers import DataCollatorWithPadding
 
 from hf_nft import NFTConfig, NFTTrainer
@@ -133,3 +134,18 @@ def test_bad_mlac_settings_are_named():
         NFTConfig(output_dir="/tmp/x", nft_method="mlac", mlac_meta_lr=0)
     with pytest.raises(ValueError, match="mlac_harmful_labels must be at least 2"):
         NFTConfig(output_dir="/tmp/x", nft_method="mlac", mlac_harmful_labels=1)
+
+
+def test_mlac_names_missing_or_mismatched_harmful_data(text_data):
+    with pytest.raises(ValueError, match="harmful-task restricted_dataset"):
+        tokenizer, desired, _ = text_data
+        NFTTrainer(model=tiny_bert_classifier(len(tokenizer), 4),
+                   args=NFTConfig(output_dir="/tmp/x", nft_method="mlac", report_to=[], use_cpu=True),
+                   train_dataset=desired, restricted_dataset=None)
+    with pytest.raises(ValueError, match="3 classes but the model's head has 2"):
+        tokenizer, desired, harmful = text_data
+        NFTTrainer(model=tiny_bert_classifier(len(tokenizer), 4),
+                   args=NFTConfig(output_dir="/tmp/x", nft_method="mlac", report_to=[], use_cpu=True,
+                                  mlac_harmful_labels=2),
+                   train_dataset=desired, restricted_dataset=harmful.cast_column(
+                       "labels", ClassLabel(names=["a", "b", "c"])))

@@ -110,8 +110,9 @@ class Mlac(ProtectionMethod):
         if not hasattr(model, "base_model") or model.base_model is model:
             raise ValueError(f"MLAC needs a classifier with an encoder (base_model); got {type(model).__name__}.")
         check_labelled_dataset(self.trainer.train_dataset, "desired-task train_dataset", head.out_features)
-        restricted = self.trainer.restricted_dataset
-        check_labelled_dataset(restricted, "harmful-task restricted_dataset", 10**9)
+        # The harmful head is MLAC's own: the restricted labels need not fit the model's (desired-task) head.
+        limit = self.args.mlac_harmful_labels or math.inf
+        check_labelled_dataset(self.trainer.restricted_dataset, "harmful-task restricted_dataset", limit)
         if self.harmful_labels() < 2:
             raise ValueError(f"The harmful task needs at least 2 classes, got {self.harmful_labels()}.")
 
@@ -218,7 +219,7 @@ class Mlac(ProtectionMethod):
             readout.train(was_training)
         labels = torch.cat([batch["labels"] for batch in batches])
         ce = best_linear_readout_loss(features, labels, self.harmful_labels())
-        return -torch.clamp(ce, max=math.log(self.harmful_labels())), float(ce)
+        return -torch.clamp(ce, max=math.log(self.harmful_labels())), ce.item()
 
 
 def _inputs(batch: Batch) -> dict[str, torch.Tensor]:
