@@ -183,6 +183,35 @@ class NFTConfig(TrainingArguments):
                   "name in hf_nft.methods.encoderlock.ZERO_SHOT_TRANSFORMS."},
     )
 
+    # ---- MLAC (nft_method="mlac"): task blocking in text encoders, see hf_nft/methods/mlac.py ----
+    # MLAC also uses inner_steps, adversary_batch_sizes and query_batch_size of the simulation above.
+    mlac_harmful_weight: float = field(
+        default=1.0, metadata={"help": "MLAC: weight of the adversary's harmful loss (steps 0..K, averaged)."}
+    )
+    mlac_linear_weight: float = field(
+        default=1.0, metadata={"help": "MLAC: weight of the best-linear-readout term on the harmful labels."}
+    )
+    mlac_adversary_optimizer: str = field(
+        default="adam", metadata={"help": "MLAC: the simulated adversary's optimizer (first-order mode)."}
+    )
+    mlac_adversary_lr: float = field(
+        default=1e-3, metadata={"help": "MLAC: initial learning rate of the adversary (then meta-learned)."}
+    )
+    mlac_meta_lr: float = field(
+        default=1e-2, metadata={"help": "MLAC: Adam rate of the adversary's meta-learned log-lr and head init."}
+    )
+    mlac_adapt_encoder: bool = field(
+        default=True, metadata={"help": "MLAC: the simulated adversary trains the encoder too (else only its head)."}
+    )
+    mlac_second_order: bool = field(
+        default=False,
+        metadata={"help": "MLAC: differentiate through plain-SGD inner steps (torch.func); default first-order "
+                  "(FOMAML, an approximation)."},
+    )
+    mlac_harmful_labels: int | None = field(
+        default=None, metadata={"help": "MLAC: harmful-task class count (default: from restricted_dataset)."}
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.nft_loss not in NFT_LOSSES:
@@ -210,6 +239,7 @@ class NFTConfig(TrainingArguments):
         self._validate_map()
         self._validate_diffusion()
         self._validate_encoderlock()
+        self._validate_mlac()
 
     def _validate_map(self) -> None:
         """Validate the MAP block."""
@@ -249,6 +279,18 @@ class NFTConfig(TrainingArguments):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
         if self.encoderlock_ratio_weight <= 0 or self.encoderlock_clusters < 0:
             raise ValueError("encoderlock_ratio_weight must be positive and encoderlock_clusters >= 0.")
+
+    def _validate_mlac(self) -> None:
+        """Validate the MLAC block."""
+        check_optimizer_name(self.mlac_adversary_optimizer)
+        for name in ("mlac_harmful_weight", "mlac_linear_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}.")
+        for name in ("mlac_adversary_lr", "mlac_meta_lr"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.mlac_harmful_labels is not None and self.mlac_harmful_labels < 2:
+            raise ValueError(f"mlac_harmful_labels must be at least 2, got {self.mlac_harmful_labels}.")
 
     @property
     def restricted_batch_size(self) -> int:

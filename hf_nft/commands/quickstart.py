@@ -13,10 +13,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--suite", default=None, help="Attack suite (default: 'default', or 'quick' with --fast).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
-    parser.add_argument("--mode", choices=("sophon", "map", "diffusion", "encoderlock"), default="sophon",
+    parser.add_argument("--mode", choices=("sophon", "map", "diffusion", "text", "encoderlock"), default="sophon",
                         help="sophon: protect against fine-tuning (default); map: mask-prune the model (MAP), "
                         "written under OUTPUT/map-SETTING (reusing OUTPUT/unprotected when it exists); diffusion: "
-                        "protect a DDPM (SOPHON's diffusion mode), written under OUTPUT/diffusion; encoderlock: lock "
+                        "protect a DDPM (SOPHON's diffusion mode), written under OUTPUT/diffusion; text: block a harmful "
+                        "task in MiniLM with MLAC and attack it over a data budget (OUTPUT/text); encoderlock: lock "
                         "the encoder against probing, under OUTPUT/encoderlock-SETTING.")
     parser.add_argument("--setting", default=None,
                         help="With --mode map, what the owner has besides the model: source-available (default), "
@@ -33,6 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not torch.cuda.is_available():
         torch.set_num_threads(1)  # small models: one thread is faster than two busy ones on a small CPU
+    if args.mode == "text":  # issue 5: MLAC task blocking on MiniLM
+        from hf_nft.text_quickstart import print_text_result, run_text_quickstart
+
+        print_text_result(run_text_quickstart(f"{args.output}/text", fast=args.fast, seed=args.seed,
+                                              progress=not args.no_progress))
+        return 0
     if args.mode == "map":
         from hf_nft.map_quickstart import print_map_result, run_map_quickstart
 

@@ -10,7 +10,7 @@ its start, is accumulated and returned for the caller to apply to the real weigh
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +69,9 @@ class SimulationResult:
     adapted_parameters: dict[str, torch.Tensor]
     suppression_losses: list[float]
     adversary_losses: list[float]
+    # d(sum of suppression losses)/d(log learning rate), first-order: sum_i <grad L(theta_{i+1}), theta_{i+1} - theta_i>
+    # (an optimizer step is linear in its learning rate); lets a caller meta-learn the adversary's learning rate.
+    log_lr_sensitivity: float = 0.0
 
 
 def slice_batch(batch: Batch, start: int, stop: int) -> Batch:
@@ -110,12 +113,15 @@ class FineTuningSimulation:
         return loss.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(trainable.values(), grads)]
 
     def run(self, strategy: AdversaryStrategy, batches: Iterator[Batch], steps: int,
-            query_size: int, generator: torch.Generator | None = None) -> SimulationResult:
+            query_size: int, generator: torch.Generator | None = None,
+            frozen: Collection[str] = ()) -> SimulationResult:
         """Simulate ``steps`` adversary steps; each batch gives a support slice and a query slice.
 
         The support slice (the first ``strategy.batch_size`` rows) drives the adversary's step; the query slice
         (the last ``query_size`` rows) scores the suppression loss. Query losses are evaluated in eval mode
-        (how the adversary deploys the result), support steps in train mode (how it trains).
+        (how the adversary deploys the result), support steps in train mode (how it trains). Parameters named
+        in ``frozen`` are not updated by the adversary (e.g. an adversary training only a head) but still get
+        meta-gradients.
         """
         released = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
@@ -123,12 +129,17 @@ class FineTuningSimulation:
         meta = {name: torch.zeros_like(p) for name, p in released.items()}
         reset_names: set[str] = set()
         terms: list[torch.Tensor] = []
+        step_delta: dict[str, torch.Tensor] = {}
+        sensitivity = 0.0
 
         def score(query: Batch, skip: set[str]) -> None:
+            nonlocal sensitivity
             loss, grads = self._accumulate(self.suppression_loss, {**fast, **buffers}, fast, query, training=False)
             for (name, _), grad in zip(fast.items(), grads):
                 if name not in skip:
                     meta[name] += grad
+                if name in step_delta:
+                    sensitivity += float((grad * step_delta[name]).sum())
             terms.append(loss)
 
         if strategy.reset_head:
@@ -141,22 +152,52 @@ class FineTuningSimulation:
                     if name in fast:
                         fast[name].copy_(value)
                         reset_names.add(name)
-        optimizer = build_optimizer(strategy.optimizer, fast.values(), strategy.learning_rate)
+        moving = {name: tensor for name, tensor in fast.items() if name not in frozen}
+        if not moving:
+            raise ValueError("Every parameter is frozen: the simulated adversary has nothing to train.")
+        optimizer = build_optimizer(strategy.optimizer, moving.values(), strategy.learning_rate)
         adversary_losses: list[float] = []
         for _ in range(steps):
             batch = next(batches)
             score(self._query(batch, query_size), skip=reset_names)
             support = slice_batch(batch, 0, strategy.batch_size)
-            loss, grads = self._accumulate(self.adversary_loss, {**fast, **buffers}, fast, support, training=True)
-            for tensor, grad in zip(fast.values(), grads):
+            loss, grads = self._accumulate(self.adversary_loss, {**fast, **buffers}, moving, support, training=True)
+            for tensor, grad in zip(moving.values(), grads):
                 tensor.grad = grad
+            before = {name: tensor.detach().clone() for name, tensor in moving.items()}
             optimizer.step()
+            step_delta = {name: moving[name].detach() - value for name, value in before.items()}
             adversary_losses.append(float(loss))
         score(self._query(next(batches), query_size), skip=reset_names)
         for grad in meta.values():
             grad /= len(terms)
         return SimulationResult(meta, {name: t.detach() for name, t in fast.items()}, [float(t) for t in terms],
-                                adversary_losses)
+                                adversary_losses, sensitivity)
+
+    def run_differentiable(self, learning_rate: torch.Tensor, batches: Iterator[Batch], steps: int, batch_size: int,
+                           query_size: int, frozen: Collection[str] = (),
+                           start: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Second-order variant: ``steps`` plain-SGD adversary steps kept in the autograd graph.
+
+        Returns the suppression loss at every point of the trajectory (start included) as tensors that depend
+        on the model's parameters and on ``learning_rate`` through the whole inner loop (memory grows with
+        ``steps``). ``start`` replaces some starting values (e.g. a meta-learned head initialisation).
+        """
+        buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+        fast = {name: p for name, p in self.model.named_parameters() if p.requires_grad} | (start or {})
+        moving = [name for name in fast if name not in frozen]
+        terms: list[torch.Tensor] = []
+        for _ in range(steps):
+            batch = next(batches)
+            query = self._query(batch, query_size)
+            terms.append(self.suppression_loss(self._forward({**fast, **buffers}, False), query))
+            support = slice_batch(batch, 0, batch_size)
+            loss = self.adversary_loss(self._forward({**fast, **buffers}, True), support)
+            grads = torch.autograd.grad(loss, [fast[name] for name in moving], create_graph=True, allow_unused=True)
+            fast = {**fast, **{name: fast[name] - learning_rate * g for name, g in zip(moving, grads) if g is not None}}
+        terms.append(self.suppression_loss(self._forward({**fast, **buffers}, False),
+                                           self._query(next(batches), query_size)))
+        return terms
 
     @staticmethod
     def _query(batch: Batch, query_size: int) -> Batch:
