@@ -61,6 +61,7 @@ def text_config(output_dir: Path, setting: str, fast: bool = False, seed: int = 
         encoderlock_round_steps=5 if fast else 10, encoderlock_weights_per_round=50000,
         encoderlock_layers_per_round=4,
         encoderlock_probe_steps=200, encoderlock_score_examples=64, max_grad_norm=0.0, guard_every=0,
+        encoderlock_zero_shot_transform="moral-foundations",
         logging_steps=10,
     )
     values.update(overrides)
@@ -70,11 +71,12 @@ def text_config(output_dir: Path, setting: str, fast: bool = False, seed: int = 
 def run_text_encoderlock(output_dir: str | Path, setting: str = "supervised", fast: bool = False, seed: int = 0,
                          progress: bool = True, examples: int = 1000,
                          overrides: dict[str, Any] | None = None) -> EncoderLockResult:
-    """Lock MiniLM's encoder in ``setting`` (supervised or unsupervised) and probe it on both text domains beside
-    the unprotected and a random-init MiniLM; outputs under ``output_dir/text-encoderlock-<setting>/``.
+    """Lock MiniLM's encoder in ``setting`` (zero-shot: moral-foundation stand-ins, no party text) and probe it
+    on both text domains beside the unprotected and a random-init MiniLM; outputs under
+    ``output_dir/text-encoderlock-<setting>/``.
     ``overrides`` are NFTConfig fields over :func:`text_config`'s."""
-    if setting not in ENCODERLOCK_SETTINGS[:2]:
-        raise ValueError(f"Text EncoderLock runs the supervised and unsupervised settings, not {setting!r}.")
+    if setting not in ENCODERLOCK_SETTINGS:
+        raise ValueError(f"Unknown EncoderLock setting {setting!r}; expected one of {ENCODERLOCK_SETTINGS}.")
     torch.manual_seed(seed)
     output = Path(output_dir)
     run_dir = output / f"text-encoderlock-{setting}"
@@ -98,12 +100,11 @@ def run_text_encoderlock(output_dir: str | Path, setting: str = "supervised", fa
 
     phase = time.perf_counter()
     model = AutoModelForSequenceClassification.from_pretrained(output / "unprotected")
-    restricted = data["prohibited"][0]
-    if setting == "unsupervised":
-        restricted = restricted.remove_columns("labels")
+    restricted = {"supervised": data["prohibited"][0], "unsupervised": data["prohibited"][0].remove_columns("labels"),
+                  "zero-shot": None}[setting]
     args = text_config(run_dir / "locked", setting, fast, seed, disable_tqdm=not progress, **(overrides or {}))
-    trainer = NFTTrainer(model=model, args=args,
-                         train_dataset=data["authorized"][0], restricted_dataset=restricted, data_collator=collator)
+    trainer = NFTTrainer(model=model, args=args, train_dataset=data["authorized"][0], restricted_dataset=restricted,
+                         data_collator=collator, processing_class=tokenizer)
     trainer.train()
     trainer.save_model()
     tokenizer.save_pretrained(run_dir / "locked")

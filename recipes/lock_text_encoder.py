@@ -35,7 +35,7 @@ def parse_override(text: str) -> tuple[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", default="runs/text-encoderlock")
-    parser.add_argument("--setting", choices=("supervised", "unsupervised"), default="supervised")
+    parser.add_argument("--setting", choices=("supervised", "unsupervised", "zero-shot"), default="supervised")
     parser.add_argument("--examples", type=int, default=1000, help="Training texts per domain.")
     parser.add_argument("--fast", action="store_true", help="A 10-step lock (a smoke run).")
     parser.add_argument("--seed", type=int, default=0)

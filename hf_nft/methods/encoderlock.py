@@ -23,9 +23,10 @@ Settings (``encoderlock_setting``):
 - ``unsupervised``: ``restricted_dataset`` holds prohibited inputs; any labels are ignored. Pseudo-labels are
   the k-means clusters of the *unprotected* encoder's (normalised) features, which is what an attacker with
   labels would exploit; the challengers and the prohibited loss use them;
-- ``zero-shot``: no prohibited data. Stand-ins are synthesised from the authorized ``train_dataset`` with a
-  transformation that mimics how the prohibited domain looks (:data:`ZERO_SHOT_TRANSFORMS`), keeping its
-  labels (the content is the same, only the rendering differs).
+- ``zero-shot``: no prohibited data. Stand-ins are synthesised from a description of the prohibited domain
+  (:data:`ZERO_SHOT_TRANSFORMS`): ``blocky`` re-renders the authorized images the way the prohibited ones look,
+  keeping their labels (the content is the same, only the rendering differs); ``moral-foundations`` writes
+  political statements whose moral vocabulary follows the party, for text (:mod:`hf_nft.text_standins`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ _PROBE_BATCH = 64
 _MAX_STANDINS = 2048
 
 
-def blocky_standins(dataset: Dataset) -> Dataset:
+def blocky_standins(dataset: Dataset, tokenizer: Any = None) -> Dataset:
     """Images at half resolution upsampled by repetition (the look of 8x8 ``uci-digits`` scans), same labels."""
     if "pixel_values" not in dataset.column_names:
         raise ValueError(
@@ -69,8 +70,18 @@ def blocky_standins(dataset: Dataset) -> Dataset:
                              features=dataset.features).with_format("torch")
 
 
-# Zero-shot: how stand-in prohibited data is synthesised from the authorized train_dataset.
-ZERO_SHOT_TRANSFORMS: dict[str, Callable[[Dataset], Dataset]] = {"blocky": blocky_standins}
+def moral_foundation_standins(dataset: Dataset, tokenizer: Any = None) -> Dataset:
+    """Political-statement stand-ins for party inference (see :mod:`hf_nft.text_standins`), tokenized."""
+    from hf_nft.text_standins import moral_foundation_standins as standins
+
+    return standins(dataset, tokenizer)
+
+
+# Zero-shot: how stand-in prohibited data is synthesised (from the authorized train_dataset and the tokenizer).
+ZERO_SHOT_TRANSFORMS: dict[str, Callable[[Dataset, Any], Dataset]] = {
+    "blocky": blocky_standins,
+    "moral-foundations": moral_foundation_standins,
+}
 
 
 class KeepUnselectedCallback(TrainerCallback):
@@ -201,7 +212,7 @@ class EncoderLock(ProtectionMethod):
                 raise ValueError(
                     f"Unknown encoderlock_zero_shot_transform {transform!r}; expected one of {list(ZERO_SHOT_TRANSFORMS)}."
                 )
-            ZERO_SHOT_TRANSFORMS[transform](self.trainer.train_dataset.select(range(1)))  # fails early on wrong data
+            ZERO_SHOT_TRANSFORMS[transform](self.trainer.train_dataset.select(range(1)), self.trainer.processing_class)
         self._attach()
 
     def _attach(self) -> None:
@@ -245,7 +256,8 @@ class EncoderLock(ProtectionMethod):
             source = self.trainer.train_dataset
             count = min(len(source), _MAX_STANDINS)
             order = torch.randperm(len(source), generator=self.generator)[:count].sort().values.tolist()
-            restricted = ZERO_SHOT_TRANSFORMS[self.args.encoderlock_zero_shot_transform](source.select(order))
+            restricted = ZERO_SHOT_TRANSFORMS[self.args.encoderlock_zero_shot_transform](
+                source.select(order), self.trainer.processing_class)
         if self.setting == "unsupervised":
             restricted = restricted.remove_columns([c for c in restricted.column_names if c == "labels"])
             labels, classes = self._pseudo_labels(restricted)
