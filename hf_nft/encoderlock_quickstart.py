@@ -122,13 +122,30 @@ def run_encoderlock_quickstart(output_dir: str | Path, setting: str = "supervise
     if probes:
         phase = time.perf_counter()
         suite = probe_suite(trials=4 if fast else 8, seeds=(0,) if fast else (0, 1), steps=150 if fast else 300)
-        for domain, name in (("prohibited", RESTRICTED_DOMAIN), ("authorized", ORIGINAL_DOMAIN)):
-            report = probe_domain(locked, unprotected, load_domain(name, "train"), load_domain(name, "test"),
-                                  suite, progress=progress)
-            report.to_json(run_dir / f"{domain}_report.json")
-            report.plot(run_dir / f"curves_{domain}.png")
-            reports[domain] = report
+        domains = {domain: (load_domain(name, "train"), load_domain(name, "test"))
+                   for domain, name in (("prohibited", RESTRICTED_DOMAIN), ("authorized", ORIGINAL_DOMAIN))}
+        reports.update(probe_domains(locked, unprotected, domains, suite, run_dir, progress))
         seconds["probe"] = time.perf_counter() - phase
+    return finish_result(run_dir, setting, changes, reports, seconds, start)
+
+
+def probe_domains(locked: Any, unprotected: Any, domains: dict[str, tuple[Dataset, Dataset]], suite: Any,
+                  run_dir: Path, progress: bool, collate_fn: Any = None) -> dict[str, ProtectionReport]:
+    """Probe ``locked`` beside ``unprotected`` and a random-init encoder on each ``domains[name] = (train,
+    test)``; write ``{name}_report.json`` and ``curves_{name}.png`` under ``run_dir``."""
+    reports = {}
+    for domain, (train, test) in domains.items():
+        report = probe_domain(locked, unprotected, train, test, suite, progress=progress, collate_fn=collate_fn)
+        report.to_json(run_dir / f"{domain}_report.json")
+        report.plot(run_dir / f"curves_{domain}.png")
+        reports[domain] = report
+    return reports
+
+
+def finish_result(run_dir: Path, setting: str, changes: dict[str, Any],
+                  reports: dict[str, ProtectionReport | None], seconds: dict[str, float],
+                  start: float) -> EncoderLockResult:
+    """The run's result, with ``summary.json`` (the summary row, its checks and the timings) written."""
     seconds["total"] = time.perf_counter() - start
     result = EncoderLockResult(run_dir, setting, changes, reports["prohibited"], reports["authorized"], seconds)
     write_text(run_dir / "summary.json", json.dumps({**result.summary(), "seconds": seconds}, indent=2) + "\n")

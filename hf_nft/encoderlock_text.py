@@ -8,7 +8,6 @@ is MiniLM with its encoder untouched and a head fitted to the authorized task (e
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,9 @@ from transformers import (
     TrainingArguments,
 )
 
-from hf_nft.attacks.files import write_text
 from hf_nft.config import ENCODERLOCK_SETTINGS, NFTConfig
-from hf_nft.encoderlock_quickstart import EncoderLockResult
-from hf_nft.evaluation.probing import probe_domain, probe_suite
+from hf_nft.encoderlock_quickstart import EncoderLockResult, finish_result, probe_domains
+from hf_nft.evaluation.probing import probe_suite
 from hf_nft.quickstart import quiet_training_arguments
 from hf_nft.text_data import load_text_domain, tokenize_text_dataset
 from hf_nft.text_models import load_minilm_classifier, load_minilm_tokenizer
@@ -114,14 +112,6 @@ def run_text_encoderlock(output_dir: str | Path, setting: str = "supervised", fa
 
     phase = time.perf_counter()
     suite = probe_suite(examples_per_class=100, trials=3, seeds=(0,), steps=300)
-    reports = {}
-    for domain, (train, test) in data.items():
-        report = probe_domain(locked, unprotected, train, test, suite, progress=progress, collate_fn=collator)
-        report.to_json(run_dir / f"{domain}_report.json")
-        report.plot(run_dir / f"curves_{domain}.png")
-        reports[domain] = report
+    reports = probe_domains(locked, unprotected, data, suite, run_dir, progress, collate_fn=collator)
     seconds["probe"] = time.perf_counter() - phase
-    seconds["total"] = time.perf_counter() - start
-    result = EncoderLockResult(run_dir, setting, changes, reports["prohibited"], reports["authorized"], seconds)
-    write_text(run_dir / "summary.json", json.dumps({**result.summary(), "seconds": seconds}, indent=2) + "\n")
-    return result
+    return finish_result(run_dir, setting, changes, reports, seconds, start)
