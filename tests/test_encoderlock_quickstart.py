@@ -1,9 +1,10 @@
-"""``hf-nft quickstart --mode encoderlock``: parsing, dispatch, each setting's data, and (slow) the fast pipeline."""
+"""``hf-nft quickstart --mode encoderlock``: parsing, dispatch, each setting's data, and (slow) the fast pipeline;
+the dispatch of the other modes that share the command."""
 
 import pytest
 from transformers import AutoModelForImageClassification
 
-from hf_nft import encoderlock_quickstart, map_quickstart
+from hf_nft import diffusion_quickstart, encoderlock_quickstart, map_quickstart, text_quickstart
 from hf_nft.cli import main
 
 
@@ -26,6 +27,16 @@ def test_map_mode_keeps_its_own_default_setting(monkeypatch, tmp_path):
     calls = capture(monkeypatch, map_quickstart, "run_map_quickstart", "print_map_result")
     assert main(["quickstart", "--mode", "map", "--output", str(tmp_path)]) == 0
     assert calls["setting"] == "source-available"
+
+
+@pytest.mark.parametrize("mode, module, run, show", [
+    ("diffusion", diffusion_quickstart, "run_diffusion_quickstart", "print_diffusion_result"),
+    ("text", text_quickstart, "run_text_quickstart", "print_text_result"),
+])
+def test_diffusion_and_text_modes_write_under_their_own_folder(monkeypatch, tmp_path, mode, module, run, show):
+    calls = capture(monkeypatch, module, run, show)
+    assert main(["quickstart", "--mode", mode, "--output", str(tmp_path), "--fast", "--seed", "3"]) == 0
+    assert calls["output"] == f"{tmp_path}/{mode}" and calls["fast"] and calls["seed"] == 3 and calls["printed"]
 
 
 def test_each_setting_gets_only_its_data():
