@@ -177,11 +177,6 @@ class NFTConfig(TrainingArguments):
     encoderlock_clusters: int = field(
         default=0, metadata={"help": "EncoderLock unsupervised: pseudo-label clusters (0: the model's num_labels)."}
     )
-    encoderlock_mean_token_readout: bool = field(
-        default=False,
-        metadata={"help": "EncoderLock, text models: challengers also read the mean of the last layer's token states "
-                  "(how sentence encoders are pooled), not only the classification head's input."},
-    )
     encoderlock_zero_shot_transform: str = field(
         default="blocky",
         metadata={"help": "EncoderLock zero-shot: how stand-in prohibited data is made from train_dataset, a "

@@ -186,17 +186,3 @@ def test_locked_model_saves_and_loads_with_plain_from_pretrained(tmp_path):
     loaded = AutoModelForImageClassification.from_pretrained(tmp_path / "locked")
     for (name, saved), (_, reloaded) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(saved, reloaded), name
-
-
-def test_mean_token_readout_appends_the_masked_mean_of_the_last_token_states():
-    from hf_nft.text_models import tiny_bert_classifier
-
-    model = tiny_bert_classifier(vocab_size=50, num_labels=2, hidden_size=32).eval()
-    batch = {"input_ids": torch.tensor([[2, 7, 9, 3, 0], [2, 5, 3, 0, 0]]),
-             "attention_mask": torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]])}
-    head_input, both = encode(model, batch), encode(model, batch, mean_tokens=True)
-    assert both.shape == (2, 64) and torch.allclose(both[:, :32], head_input)
-    states = model.bert(**batch).last_hidden_state
-    assert torch.allclose(both[1, 32:], states[1, :3].mean(0), atol=1e-6)  # padding left out of the mean
-    with pytest.raises(ValueError, match="needs token inputs with an 'attention_mask'"):
-        encode(tiny_resnet(), {"pixel_values": torch.zeros(1, 1, 16, 16)}, mean_tokens=True)

@@ -115,25 +115,16 @@ def lockable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
     }
 
 
-def encode(model: nn.Module, batch: Batch, mean_tokens: bool = False) -> torch.Tensor:
-    """The classification head's input for ``batch`` (the features a probe sees), with gradients; with
-    ``mean_tokens``, followed by the attention-masked mean of the last layer's token states (how sentence
-    encoders are read), so that a probe of either read-out is challenged."""
-    if mean_tokens and "attention_mask" not in batch:
-        raise ValueError("encoderlock_mean_token_readout needs token inputs with an 'attention_mask' (text models).")
+def encode(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """The classification head's input for ``batch`` (the features a probe sees), with gradients."""
     _, head = classifier_head(model)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
     try:
-        outputs = model(**{key: value for key, value in batch.items() if key != "labels"},
-                        output_hidden_states=mean_tokens)
+        model(**{key: value for key, value in batch.items() if key != "labels"})
     finally:
         hook.remove()
-    if not mean_tokens:
-        return captured[0].float()
-    mask = batch["attention_mask"].unsqueeze(-1).float()
-    mean = (outputs.hidden_states[-1] * mask).sum(1) / mask.sum(1)
-    return torch.cat([captured[0].float(), mean.float()], dim=1)
+    return captured[0].float()
 
 
 def make_probe(kind: str, features: int, classes: int, hidden: int) -> nn.Module:
@@ -235,7 +226,7 @@ class EncoderLock(ProtectionMethod):
         keys = ("encoderlock_setting", "encoderlock_round_steps", "encoderlock_weights_per_round",
                 "encoderlock_layers_per_round", "encoderlock_ratio_weight", "encoderlock_probe_steps",
                 "encoderlock_probe_hidden_size", "encoderlock_score_examples", "encoderlock_clusters",
-                "encoderlock_zero_shot_transform", "encoderlock_mean_token_readout", "learning_rate", "max_steps")
+                "encoderlock_zero_shot_transform", "learning_rate", "max_steps")
         return {"method": self.name, **{key: getattr(self.args, key) for key in keys}, **self.changes()}
 
     def _collate(self, dataset: Dataset, indices: list[int]) -> Batch:
@@ -246,9 +237,6 @@ class EncoderLock(ProtectionMethod):
         device = next(self.model.parameters()).device
         return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
 
-    def _encode(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        return encode(model, batch, mean_tokens=self.args.encoderlock_mean_token_readout)
-
     def _batched(self, dataset: Dataset, indices: list[int], size: int = 256) -> list[Batch]:
         return [self._collate(dataset, indices[start:start + size]) for start in range(0, len(indices), size)]
 
@@ -257,7 +245,7 @@ class EncoderLock(ProtectionMethod):
         was_training = self.model.training
         self.model.eval()
         try:
-            return torch.cat([self._encode(self.model, batch) for batch in batches])
+            return torch.cat([encode(self.model, batch) for batch in batches])
         finally:
             self.model.train(was_training)
 
@@ -338,8 +326,7 @@ class EncoderLock(ProtectionMethod):
             auth_batch = self._collate(authorized, auth_index)
             auth_loss = self.model(**auth_batch).loss
             g_auth = self._gradients(auth_loss)
-            prohibited_loss = F.cross_entropy(self.challenger(self._encode(self.model, prohibited)),
-                                              prohibited["labels"])
+            prohibited_loss = F.cross_entropy(self.challenger(encode(self.model, prohibited)), prohibited["labels"])
             g_prohibited = self._gradients(prohibited_loss)
         scores = {name: g_prohibited[name].abs() / (g_auth[name].abs() + 1e-8) for name in self.weights}
         for name, score in scores.items():
@@ -389,7 +376,7 @@ class EncoderLock(ProtectionMethod):
         freeze_norm_statistics(self.model)  # BatchNorm runs on the released statistics; no buffer changes
         auth_loss = model(**inputs).loss
         batch = next(self._batches)
-        prohibited_loss = F.cross_entropy(self.challenger(self._encode(model, batch)), batch["labels"])
+        prohibited_loss = F.cross_entropy(self.challenger(encode(model, batch)), batch["labels"])
         loss = auth_loss + torch.log1p(self.args.encoderlock_ratio_weight * auth_loss / prohibited_loss)
         metrics = {
             "encoderlock_auth_loss": auth_loss.item(),
