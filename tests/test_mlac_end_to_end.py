@@ -41,13 +41,13 @@ def test_blocked_tiny_bert_is_worse_than_unprotected_on_the_harmful_task_after_t
     unprotected = tiny_bert_classifier(len(tokenizer), num_labels=2, hidden_size=32)
     unprotected.bert.load_state_dict(pretrained.bert.state_dict())
     Trainer(model=unprotected, args=TrainingArguments(output_dir=str(tmp_path / "ft"), learning_rate=1e-3,
-                                                      num_train_epochs=2, **common),
+                                                      num_train_epochs=6, **common),
             train_dataset=d_train, data_collator=collator).train()
 
     def protect(harmful_weight):
         model = tiny_bert_classifier(len(tokenizer), num_labels=2, hidden_size=32)
         model.load_state_dict(unprotected.state_dict())
-        args = NFTConfig(output_dir=str(tmp_path / "blocked"), nft_method="mlac", learning_rate=3e-3, max_steps=30,
+        args = NFTConfig(output_dir=str(tmp_path / "blocked"), nft_method="mlac", learning_rate=1e-3, max_steps=60,
                          inner_steps=2, adversary_batch_sizes=[16], query_batch_size=16, mlac_adversary_lr=3e-3,
                          mlac_harmful_weight=harmful_weight, mlac_linear_weight=harmful_weight, guard_every=0,
                          **common)
@@ -55,7 +55,7 @@ def test_blocked_tiny_bert_is_worse_than_unprotected_on_the_harmful_task_after_t
                    data_collator=collator, processing_class=tokenizer).train()
         return model
 
-    # the control takes the same 30 steps on the desired task with the harmful terms off: more fine-tuning alone
+    # the control takes the same 60 steps on the desired task with the harmful terms off: more fine-tuning alone
     blocked, control = protect(1.0), protect(0.0)
 
     spec = AttackSpec(kind="linear_probe", optimizer="adam", learning_rate=1e-2, reset_head=True, steps=100,
@@ -68,4 +68,5 @@ def test_blocked_tiny_bert_is_worse_than_unprotected_on_the_harmful_task_after_t
     assert after["unprotected"] >= 0.4, after  # chance is 0.25: the unprotected encoder carries the harmful task
     assert after["blocked"] < after["unprotected"] - 0.1, after
     assert after["blocked"] < after["control"] - 0.1, after  # the drop is MLAC's, not the extra fine-tuning's
-    assert _accuracy(blocked, d_test, collator) >= _accuracy(unprotected, d_test, collator) - 0.1
+    kept = {name: _accuracy(model, d_test, collator) for name, model in (("unprotected", unprotected), ("blocked", blocked))}
+    assert kept["blocked"] >= kept["unprotected"] - 0.1, kept
