@@ -49,6 +49,7 @@ from hf_nft.methods._synthesis import blocky
 from hf_nft.methods.base import ProtectionMethod, check_labelled_dataset
 from hf_nft.modeling import classifier_head
 from hf_nft.registry import METHODS
+from hf_nft.text_standins import moral_foundation_standins
 
 Batch = dict[str, Any]
 PROBE_KINDS = ("linear", "mlp")
@@ -68,13 +69,6 @@ def blocky_standins(dataset: Dataset, tokenizer: Any = None) -> Dataset:
     pixels = blocky(rows["pixel_values"].float())
     return Dataset.from_dict({"pixel_values": pixels.numpy(), "labels": rows["labels"].numpy()},
                              features=dataset.features).with_format("torch")
-
-
-def moral_foundation_standins(dataset: Dataset, tokenizer: Any = None) -> Dataset:
-    """Political-statement stand-ins for party inference (see :mod:`hf_nft.text_standins`), tokenized."""
-    from hf_nft.text_standins import moral_foundation_standins as standins
-
-    return standins(dataset, tokenizer)
 
 
 # Zero-shot: how stand-in prohibited data is synthesised (from the authorized train_dataset and the tokenizer).
