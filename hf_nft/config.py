@@ -189,7 +189,19 @@ class NFTConfig(TrainingArguments):
         default=1.0, metadata={"help": "MLAC: weight of the adversary's harmful loss (steps 0..K, averaged)."}
     )
     mlac_linear_weight: float = field(
-        default=1.0, metadata={"help": "MLAC: weight of the best-linear-readout term on the harmful labels."}
+        default=1.0,
+        metadata={"help": "MLAC: weight of the linear-readout term, log(1 + Fisher separability) of the harmful "
+                  "labels in the mean token of each readout layer."},
+    )
+    mlac_readout_layers: list[int] | None = field(
+        default=None,
+        metadata={"help": "MLAC: hidden states the readout term measures (0 = embeddings' output; default every "
+                  "transformer layer)."},
+    )
+    mlac_distill_weight: float = field(
+        default=0.0,
+        metadata={"help": "MLAC: weight of a KL term keeping the desired task's predictions those of the model as "
+                  "blocking started."},
     )
     mlac_adversary_optimizer: str = field(
         default="adam", metadata={"help": "MLAC: the simulated adversary's optimizer (first-order mode)."}
@@ -283,7 +295,7 @@ class NFTConfig(TrainingArguments):
     def _validate_mlac(self) -> None:
         """Validate the MLAC block."""
         check_optimizer_name(self.mlac_adversary_optimizer)
-        for name in ("mlac_harmful_weight", "mlac_linear_weight"):
+        for name in ("mlac_harmful_weight", "mlac_linear_weight", "mlac_distill_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}.")
         for name in ("mlac_adversary_lr", "mlac_meta_lr"):

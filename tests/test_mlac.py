@@ -11,7 +11,7 @@ from transformers import DataCollatorWithPadding
 from hf_nft import NFTConfig, NFTTrainer
 from hf_nft.data import load_text_domain, tokenize_text_dataset
 from hf_nft.methods._simulation import AdversaryStrategy, FineTuningSimulation
-from hf_nft.methods.mlac import HarmfulReadout, best_linear_readout_loss
+from hf_nft.methods.mlac import HarmfulReadout, fisher_separability
 from hf_nft.text_models import tiny_bert_classifier, word_tokenizer
 
 
@@ -23,16 +23,21 @@ def text_data():
     return tokenizer, tokenize_text_dataset(desired, tokenizer, 20), tokenize_text_dataset(harmful, tokenizer, 20)
 
 
-def test_best_linear_readout_separates_informative_features_and_not_noise():
+def test_fisher_separability_is_the_mahalanobis_distance_and_ignores_scale():
     generator = torch.Generator().manual_seed(0)
-    labels = torch.arange(64) % 2
-    informative = torch.randn(64, 8, generator=generator) + 3.0 * labels[:, None]
-    noise = torch.randn(64, 8, generator=generator)
-    good, bad = best_linear_readout_loss(informative, labels, 2), best_linear_readout_loss(noise, labels, 2)
-    assert good < 0.6 < bad
-    features = informative.clone().requires_grad_(True)
-    best_linear_readout_loss(features, labels, 2).backward()
-    assert features.grad.abs().sum() > 0  # differentiable through the closed-form readout
+    labels = torch.arange(4000) % 2
+    informative = torch.randn(4000, 4, generator=generator) + 2.0 * labels[:, None] * torch.tensor([1.0, 0, 0, 0])
+    noise = torch.randn(4000, 4, generator=generator)
+    separated = fisher_separability(informative, labels, 2)
+    # Means 2 apart along one unit-variance axis: J = p(1-p) * distance^2 = 1, divided by 1.1 by the ridge.
+    assert 0.85 < separated < 0.97
+    assert fisher_separability(noise, labels, 2) < 0.01
+    assert torch.isclose(fisher_separability(informative * 1e-3, labels, 2), separated, rtol=1e-3)
+    features = noise.clone().requires_grad_(True)
+    fisher_separability(features, labels, 2).backward()
+    assert features.grad.abs().sum() > 0  # a gradient even where the labels are unreadable
+    with pytest.raises(ValueError, match="at least 4 rows"):
+        fisher_separability(noise[:3], labels[:3], 2)
 
 
 def test_harmful_readout_shares_the_encoder_and_has_its_own_head(text_data):
@@ -109,7 +114,8 @@ def test_mlac_trains_the_encoder_and_meta_learns_the_adversary(text_data, second
     assert any(n.startswith("bert.encoder") for n in moved)
     logs = [entry for entry in trainer.state.log_history if "harmful_ce_mean" in entry]
     assert logs and all(0 <= entry["harmful_ce_mean"] <= math.log(2) + 1e-5 for entry in logs)
-    assert "linear_readout_ce" in logs[0] and "desired_loss" in logs[0]
+    assert logs[0]["readout_separability"] > 0 and "desired_loss" in logs[0]
+    assert method.settings()["mlac_readout_layers"] == [1, 2]  # every transformer layer of the tiny BERT
     expected = "second-order" if second_order else "first-order (FOMAML approximation)"
     assert method.settings()["meta_gradient"] == expected
 
@@ -134,6 +140,27 @@ def test_bad_mlac_settings_are_named():
         NFTConfig(output_dir="/tmp/x", nft_method="mlac", mlac_meta_lr=0)
     with pytest.raises(ValueError, match="mlac_harmful_labels must be at least 2"):
         NFTConfig(output_dir="/tmp/x", nft_method="mlac", mlac_harmful_labels=1)
+    with pytest.raises(ValueError, match="mlac_distill_weight must be non-negative"):
+        NFTConfig(output_dir="/tmp/x", nft_method="mlac", mlac_distill_weight=-1)
+
+
+def test_readout_layers_must_exist_in_the_encoder(text_data):
+    tokenizer, desired, harmful = text_data
+    with pytest.raises(ValueError, match=r"mlac_readout_layers \[3\] do not exist: the encoder has hidden states 0..2"):
+        NFTTrainer(model=tiny_bert_classifier(len(tokenizer), 4),
+                   args=NFTConfig(output_dir="/tmp/x", nft_method="mlac", report_to=[], use_cpu=True,
+                                  mlac_readout_layers=[0, 3]),
+                   train_dataset=desired, restricted_dataset=harmful)
+
+
+def test_distillation_keeps_the_desired_predictions_of_the_start_model(text_data):
+    trainer = _trainer(text_data, mlac_distill_weight=1.0, mlac_readout_layers=[0, 2])
+    start = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    teacher = trainer.method._teacher
+    assert all(torch.equal(p, start[n]) for n, p in teacher.named_parameters())  # a frozen copy of the start
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert trainer.method.settings()["mlac_readout_layers"] == [0, 2]
 
 
 def test_mlac_names_missing_or_mismatched_harmful_data(text_data):

@@ -49,7 +49,8 @@ def test_blocked_tiny_bert_is_worse_than_unprotected_on_the_harmful_task_after_t
         model.load_state_dict(unprotected.state_dict())
         args = NFTConfig(output_dir=str(tmp_path / "blocked"), nft_method="mlac", learning_rate=1e-3, max_steps=60,
                          inner_steps=2, adversary_batch_sizes=[16], query_batch_size=16, mlac_adversary_lr=3e-3,
-                         mlac_harmful_weight=harmful_weight, mlac_linear_weight=harmful_weight, guard_every=0,
+                         mlac_harmful_weight=harmful_weight, mlac_linear_weight=0.15 * harmful_weight,
+                         mlac_distill_weight=1.0, guard_every=0,
                          **common)
         NFTTrainer(model=model, args=args, train_dataset=d_train, restricted_dataset=h_train,
                    data_collator=collator, processing_class=tokenizer).train()

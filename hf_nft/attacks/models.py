@@ -14,6 +14,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from hf_nft import text_pooling  # noqa: F401  (registers the mean-pooled BERT classifier with the Auto classes)
 from hf_nft.modeling import classifier_head
 
 AUTO_CLASSES = (AutoModelForImageClassification, AutoModelForSequenceClassification)

@@ -3,9 +3,11 @@
 Every step minimises, on the encoder ``model.base_model`` (e.g. ``BertModel``):
 
     CE(desired task)                                   the model's own head on an original-domain batch
+    + w_d * KL(start model || model) on that batch     keeps the desired task's predictions (``mlac_distill_weight``)
     - w_h * mean_i min(CE_harm(theta'_i), log C)       a simulated adversary's held-out harmful loss after each
                                                        inner step i = 0..K (step 0 included)
-    - w_l * min(CE of the best linear readout, log C)  ridge least-squares readout of the harmful labels
+    + w_l * mean_l log(1 + J_l)                        the linear information left about the harmful labels in the
+                                                       mean token of each readout layer l
 
 The simulated adversary attaches a fresh harmful head (``HarmfulReadout``: a linear layer on the encoder's
 pooled output, what a probe or a re-initialised-head fine-tuning sees) and trains it, and the encoder if
@@ -14,6 +16,11 @@ rate (log scale) and its head initialisation are meta-learned to *help* the adve
 loss while the encoder ascends it). Each CE term is capped at chance (``log C``): past chance an encoder would
 only flip labels, which an attacker undoes.
 
+The readout term is the paper's best-linear-readout term in a form that keeps a gradient at every layer:
+``J`` is the ridge-regularised Fisher criterion of the harmful labels (:func:`fisher_separability`; for Gaussian
+classes the best linear readout's accuracy grows with it), measured in every layer of ``mlac_readout_layers``
+(default all of them), so the information is removed where it enters, not only where the last layer hides it.
+
 By default the meta-gradient is first-order (FOMAML): an **approximation** that ignores how the inner steps
 depend on the encoder. ``mlac_second_order`` differentiates through plain-SGD inner steps instead
 (``torch.func.functional_call``; memory grows with ``inner_steps``).
@@ -21,8 +28,9 @@ depend on the encoder. ``mlac_second_order`` differentiates through plain-SGD in
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,6 +44,7 @@ from hf_nft.methods._simulation import AdversaryStrategy, Batch, FineTuningSimul
 from hf_nft.methods.base import ProtectionMethod, check_labelled_dataset
 from hf_nft.modeling import classifier_head
 from hf_nft.registry import METHODS
+from hf_nft.text_pooling import masked_mean
 
 RIDGE = 0.1
 HEAD_PREFIX = "head."
@@ -61,32 +70,39 @@ class HarmfulReadout(nn.Module):
         pooled = getattr(out, "pooler_output", None)
         if pooled is not None:
             return pooled
-        mask = inputs["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
-        return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return masked_mean(out.last_hidden_state, inputs.get("attention_mask"))
+
+    def layer_means(self, layers: Sequence[int], **inputs: torch.Tensor) -> list[torch.Tensor]:
+        """The mean token of each hidden state in ``layers`` (0 = the embeddings' output)."""
+        hidden = self.encoder(**inputs, output_hidden_states=True).hidden_states
+        return [masked_mean(hidden[layer], inputs.get("attention_mask")) for layer in layers]
 
     def forward(self, **inputs: torch.Tensor) -> SequenceClassifierOutput:
         return SequenceClassifierOutput(logits=self.head(self.features(**inputs)))
 
 
-def best_linear_readout_loss(features: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
-    """Held-out cross-entropy of the best ridge least-squares linear readout of the harmful labels.
+def fisher_separability(features: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """The ridge-regularised Fisher criterion ``trace((S_w + r I)^-1 S_b)`` of ``labels`` in ``features``.
 
-    The readout (one-hot targets, bias column) is solved in closed form on the first half of the batch and scored
-    on the second half, differentiably w.r.t. ``features``: how well the best linear map reads the harmful labels
-    out of the representation ("linear mutual information" in the paper). Fitting and scoring on the same rows
-    would measure over-fitting, not information, when there are fewer rows than feature dimensions. The ridge
-    is relative to the features' scale (``RIDGE`` times the mean eigenvalue of the Gram matrix).
+    ``S_w`` and ``S_b`` are the within- and between-class scatter of the rows; for two Gaussian classes with a
+    shared covariance ``J`` is the squared Mahalanobis distance of the class means, and the best linear readout's
+    accuracy is ``Phi(sqrt(J) / 2)``. It is invariant to the features' scale (the ridge ``r`` is ``RIDGE`` times
+    the mean within-class variance), so shrinking the features cannot fake a low value, and it stays
+    differentiable at every value (a capped readout loss has no gradient once at chance).
     """
     if features.shape[0] < 4:
-        raise ValueError(f"The linear readout needs at least 4 rows (2 to fit, 2 to score), got {features.shape[0]}.")
-    x = torch.cat([features, torch.ones_like(features[:, :1])], dim=1).float()
-    half = x.shape[0] // 2
-    fit, held_out = x[:half], x[half:]
-    target = F.one_hot(labels[:half].long(), classes).float()
-    gram = fit @ fit.T  # dual form: (n x n), n = half the batch, whatever the feature size
-    ridge = RIDGE * gram.diagonal().mean().detach() + 1e-6
-    dual = torch.linalg.solve(gram + ridge * torch.eye(half, dtype=x.dtype, device=x.device), target)
-    return F.cross_entropy(held_out @ (fit.T @ dual), labels[half:].long())
+        raise ValueError(f"The separability term needs at least 4 rows, got {features.shape[0]}.")
+    x = features.float()
+    onehot = F.one_hot(labels.long(), classes).float()
+    counts = onehot.sum(0)
+    present = counts > 0
+    means = (onehot.T @ x)[present] / counts[present, None]
+    centred = x - onehot[:, present] @ means
+    within = centred.T @ centred / x.shape[0]
+    between = (means - x.mean(0)) * (counts[present, None] / x.shape[0]).sqrt()
+    ridge = RIDGE * within.diagonal().mean().clamp_min(1e-12)
+    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    return (between.T * torch.linalg.solve(within + ridge * eye, between.T)).sum()
 
 
 @METHODS.register("mlac")
@@ -103,6 +119,7 @@ class Mlac(ProtectionMethod):
         self._log_lr: nn.Parameter | None = None
         self._head_init: dict[str, nn.Parameter] = {}
         self._meta_optimizer: torch.optim.Optimizer | None = None
+        self._teacher: nn.Module | None = None
 
     def validate(self) -> None:
         model = self.trainer.model
@@ -115,6 +132,15 @@ class Mlac(ProtectionMethod):
         check_labelled_dataset(self.trainer.restricted_dataset, "harmful-task restricted_dataset", limit)
         if self.harmful_labels() < 2:
             raise ValueError(f"The harmful task needs at least 2 classes, got {self.harmful_labels()}.")
+        depth = model.base_model.config.num_hidden_layers
+        wrong = [layer for layer in self.args.mlac_readout_layers or () if not 0 <= layer <= depth]
+        if wrong:
+            raise ValueError(f"mlac_readout_layers {wrong} do not exist: the encoder has hidden states 0..{depth}.")
+
+    def readout_layers(self) -> list[int]:
+        """The hidden states the readout term measures (``mlac_readout_layers``, else every transformer layer)."""
+        depth = self.trainer.model.base_model.config.num_hidden_layers
+        return list(self.args.mlac_readout_layers or range(1, depth + 1))
 
     def harmful_labels(self) -> int:
         """Number of harmful-task classes (``mlac_harmful_labels``, else from the restricted dataset)."""
@@ -122,10 +148,11 @@ class Mlac(ProtectionMethod):
 
     def settings(self) -> dict[str, Any]:
         keys = ("inner_steps", "adversary_batch_sizes", "query_batch_size", "mlac_harmful_weight",
-                "mlac_linear_weight", "mlac_adversary_optimizer", "mlac_adversary_lr", "mlac_meta_lr",
+                "mlac_linear_weight", "mlac_distill_weight", "mlac_adversary_optimizer", "mlac_adversary_lr", "mlac_meta_lr",
                 "mlac_adapt_encoder", "mlac_second_order", "learning_rate", "max_grad_norm", "max_steps")
         approximation = "second-order" if self.args.mlac_second_order else "first-order (FOMAML approximation)"
-        return {"method": self.name, "meta_gradient": approximation, **{key: getattr(self.args, key) for key in keys}}
+        return {"method": self.name, "meta_gradient": approximation, "mlac_readout_layers": self.readout_layers(),
+                **{key: getattr(self.args, key) for key in keys}}
 
     def adversary_learning_rate(self) -> float:
         """The meta-learned learning rate of the simulated adversary, as it stands."""
@@ -141,6 +168,8 @@ class Mlac(ProtectionMethod):
             self._meta_optimizer = torch.optim.Adam([self._log_lr, *self._head_init.values()],
                                                     lr=self.args.mlac_meta_lr)
             self._batches = self.trainer.restricted_batches()
+            if self.args.mlac_distill_weight:
+                self._teacher = copy.deepcopy(model).eval().requires_grad_(False)
         with torch.no_grad():
             for name, value in self._head_init.items():
                 getattr(self._readout.head, name).copy_(value)
@@ -152,22 +181,31 @@ class Mlac(ProtectionMethod):
         return -torch.clamp(ce, max=math.log(self.harmful_labels()))
 
     def training_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        desired = model(**inputs).loss
+        outputs = model(**inputs)
         unwrapped = self.trainer.accelerator.unwrap_model(model)
         readout = self._setup(unwrapped)
+        desired = outputs.loss + self.args.mlac_distill_weight * self._distillation(outputs.logits, inputs)
         frozen = () if self.args.mlac_adapt_encoder else {n for n, _ in readout.named_parameters()
                                                           if not n.startswith(HEAD_PREFIX)}
         if self.args.mlac_second_order:
             harmful, metrics = self._second_order(readout, frozen)
         else:
             harmful, metrics = self._first_order(readout, frozen)
-        linear, linear_ce = self._linear_term(readout)
-        loss = desired + self.args.mlac_harmful_weight * harmful + self.args.mlac_linear_weight * linear
+        readout_term, separability = self._readout_term(readout)
+        loss = desired + self.args.mlac_harmful_weight * harmful + self.args.mlac_linear_weight * readout_term
         self._meta_optimizer.step()
         self._meta_optimizer.zero_grad(set_to_none=True)
-        metrics.update(desired_loss=desired.item(), linear_readout_ce=linear_ce,
+        metrics.update(desired_loss=desired.item(), readout_separability=separability,
                        adversary_lr=self.adversary_learning_rate())
         return loss, metrics
+
+    def _distillation(self, logits: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """KL from the model as blocking started to the model, on the desired batch (0 without a teacher)."""
+        if self._teacher is None:
+            return logits.new_zeros(())
+        with torch.no_grad():
+            target = F.log_softmax(self._teacher(**_inputs(inputs)).logits.float(), -1)
+        return F.kl_div(F.log_softmax(logits.float(), -1), target, log_target=True, reduction="batchmean")
 
     def _strategy(self) -> AdversaryStrategy:
         sizes = self.args.adversary_batch_sizes
@@ -208,18 +246,18 @@ class Mlac(ProtectionMethod):
                    "harmful_ce_mean": -float(mean)}
         return mean, metrics
 
-    def _linear_term(self, readout: HarmfulReadout) -> tuple[torch.Tensor, float]:
-        """Minus the held-out CE of the best linear readout (capped at chance), on two restricted batches."""
-        batches = [next(self._batches) for _ in range(2)]
+    def _readout_term(self, readout: HarmfulReadout) -> tuple[torch.Tensor, float]:
+        """Mean over the readout layers of ``log(1 + J)`` on a restricted batch (dropout off), and the mean J."""
+        batch = next(self._batches)
         was_training = readout.training
         readout.eval()
         try:
-            features = torch.cat([readout.features(**_inputs(batch)) for batch in batches])
+            features = readout.layer_means(self.readout_layers(), **_inputs(batch))
         finally:
             readout.train(was_training)
-        labels = torch.cat([batch["labels"] for batch in batches])
-        ce = best_linear_readout_loss(features, labels, self.harmful_labels())
-        return -torch.clamp(ce, max=math.log(self.harmful_labels())), ce.item()
+        values = torch.stack([fisher_separability(layer, batch["labels"], self.harmful_labels())
+                              for layer in features])
+        return values.log1p().mean(), values.mean().item()
 
 
 def _inputs(batch: Batch) -> dict[str, torch.Tensor]:
