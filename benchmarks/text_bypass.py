@@ -5,12 +5,13 @@
 For the unprotected (``OUTPUT/unprotected``), blocked (``OUTPUT/blocked``) and random-init MiniLM encoders,
 prints the harmful-task (review sentiment) accuracy on the class-balanced test examples of the quickstart after:
 
-- ``mean-pool-probe``: a logistic regression (scikit-learn, L2, C=1) on the *mean of the last layer's token
-  states*, not the pooler output MLAC trained against;
-- ``layer-k-probe``: the same probe on the mean token state of an intermediate layer (k = 3), which the blocked
-  model's lower layers (frozen during blocking) still compute as MiniLM did;
-- ``reinit-top-2``: the top two transformer layers and the pooler re-initialised, then full fine-tuning
-  (Adam 1e-4, 30 steps, batch 16) with a fresh head: keep the generic lower features, drop what MLAC put on top.
+- ``layer-k-probe``: a logistic regression (scikit-learn, L2, C=1) on the *standardised* mean token state of
+  layer k = 0 (the embeddings' output) .. 6: every read-out, including ones MLAC's readout term never measured
+  (layer 0), and scaled so that information kept in low-variance directions counts as much as any other;
+- ``reinit-top-2``: the top two transformer layers re-initialised, then full fine-tuning (Adam 1e-4, 30 steps,
+  batch 16) with a fresh head: keep the lower features, drop what blocking put on top;
+- ``long-low-lr-ft``: full fine-tuning with a fresh head at a rate and length the simulation never used
+  (Adam 3e-5, 100 steps, batch 16).
 Each with 20 and 200 labelled harmful examples (class-balanced).
 """
 
@@ -23,37 +24,36 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from hf_nft.attacks.runner import run_attack
 from hf_nft.attacks.spec import AttackSpec
 from hf_nft.data import load_text_domain, per_class_subset, tokenize_text_dataset
 from hf_nft.text_models import load_minilm_classifier, load_minilm_tokenizer
+from hf_nft.text_pooling import masked_mean
 from hf_nft.text_quickstart import HARMFUL, TextQuickstartSettings, _harmful_classifier
 
 BUDGETS = (20, 200)
-PROBE_LAYER = 3
 
 
-def mean_states(model: torch.nn.Module, texts: list[str], tokenizer, layer: int | None) -> np.ndarray:
-    """Mean token state of ``layer`` (the last when ``None``) for each text."""
-    rows = []
+def mean_states(model: torch.nn.Module, texts: list[str], tokenizer) -> list[np.ndarray]:
+    """Mean token state of every hidden layer (0 = embeddings) for each text: one array per layer."""
+    rows: list[list[np.ndarray]] = []
     model.eval()
     with torch.no_grad():
         for start in range(0, len(texts), 64):
             batch = tokenizer(texts[start:start + 64], truncation=True, max_length=48, padding=True,
                               return_tensors="pt")
-            out = model.base_model(**batch, output_hidden_states=True)
-            states = out.hidden_states[layer] if layer is not None else out.last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            rows.append(((states * mask).sum(1) / mask.sum(1)).numpy())
-    return np.concatenate(rows)
+            hidden = model.base_model(**batch, output_hidden_states=True).hidden_states
+            rows.append([masked_mean(states, batch["attention_mask"]).numpy() for states in hidden])
+    return [np.concatenate(layer) for layer in zip(*rows)]
 
 
 def reinit_top(model: torch.nn.Module, layers: int) -> torch.nn.Module:
     for layer in model.base_model.encoder.layer[-layers:]:
         layer.apply(model.base_model._init_weights)
-    model.base_model.pooler.apply(model.base_model._init_weights)
     return model
 
 
@@ -72,26 +72,30 @@ def main() -> None:
     encoders = {
         "unprotected": AutoModelForSequenceClassification.from_pretrained(Path(args.output) / "unprotected"),
         "blocked": AutoModelForSequenceClassification.from_pretrained(Path(args.output) / "blocked"),
-        "scratch": load_minilm_classifier(2, pretrained=False, seed=args.seed),
+        "scratch": load_minilm_classifier(2, pretrained=False, seed=args.seed, mean_pooling=True),
     }
     collator = DataCollatorWithPadding(tokenizer)
+    pool_tokens, test_tokens = tokenize_text_dataset(pool, tokenizer, 48), tokenize_text_dataset(test, tokenizer, 48)
     results: dict[str, dict[str, float]] = {}
     for name, model in encoders.items():
+        results[name] = {}
+        x_test = mean_states(model, test[:]["text"], tokenizer)
         for budget in BUDGETS:
             subset = per_class_subset(pool, budget // 2, args.seed)
             y_train, y_test = np.asarray(subset[:]["labels"]), np.asarray(test[:]["labels"])
-            for label, layer in (("mean-pool-probe", None), (f"layer-{PROBE_LAYER}-probe", PROBE_LAYER)):
-                x_train = mean_states(model, subset[:]["text"], tokenizer, layer)
-                x_test = mean_states(model, test[:]["text"], tokenizer, layer)
-                probe = LogisticRegression(max_iter=2000).fit(x_train, y_train)
-                results.setdefault(name, {})[f"{label}@{budget}"] = float(probe.score(x_test, y_test))
-            attacked = reinit_top(_harmful_classifier(None if name == "scratch" else model, args.seed), 2)
-            spec = AttackSpec(kind="full_finetune", optimizer="adam", learning_rate=1e-4, reset_head=True, steps=30,
-                              batch_size=16, eval_every=30, examples_per_class=budget // 2, seed=args.seed)
-            run = run_attack(attacked, spec, tokenize_text_dataset(pool, tokenizer, 48),
-                             tokenize_text_dataset(test, tokenizer, 48), collate_fn=collator)
-            results[name][f"reinit-top-2@{budget}"] = run.final
-        print(name, json.dumps({key: round(value, 3) for key, value in results[name].items()}))
+            for layer, x_train in enumerate(mean_states(model, subset[:]["text"], tokenizer)):
+                probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x_train, y_train)
+                results[name][f"layer-{layer}-probe@{budget}"] = float(probe.score(x_test[layer], y_test))
+            source = None if name == "scratch" else model
+            for label, attacked, rate, steps in (
+                    ("reinit-top-2", reinit_top(_harmful_classifier(source, args.seed), 2), 1e-4, 30),
+                    ("long-low-lr-ft", _harmful_classifier(source, args.seed), 3e-5, 100)):
+                spec = AttackSpec(kind="full_finetune", optimizer="adam", learning_rate=rate, reset_head=True,
+                                  steps=steps, batch_size=16, eval_every=steps, examples_per_class=budget // 2,
+                                  seed=args.seed)
+                results[name][f"{label}@{budget}"] = run_attack(attacked, spec, pool_tokens, test_tokens,
+                                                                collate_fn=collator).final
+        print(name, json.dumps({key: round(value, 3) for key, value in results[name].items()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def load_minilm_classifier(num_labels: int, pretrained: bool = True, seed: int =
     config_class = MeanPoolingBertConfig if mean_pooling else BertConfig
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        config = config_class.from_pretrained(minilm_path(), num_labels=num_labels)
+        config = config_class(**_architecture(minilm_path()), num_labels=num_labels)
         if pretrained:
             return model_class.from_pretrained(minilm_path(), config=config)
         return model_class(config)
@@ -88,6 +88,12 @@ def word_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> PreTrainedTo
         tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]",
     )
+
+
+def _architecture(path: Path) -> dict[str, object]:
+    """The architecture fields of the BERT config in ``path`` (not its model type or label names)."""
+    values = BertConfig.from_pretrained(path).to_dict()
+    return {key: value for key, value in values.items() if key not in ("model_type", "id2label", "label2id")}
 
 
 def tiny_bert_classifier(vocab_size: int, num_labels: int, hidden_size: int = 32, layers: int = 2,

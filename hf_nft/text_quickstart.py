@@ -44,12 +44,12 @@ class TextQuickstartSettings:
     block_pool: int = 800
     harmful_eval: int = 300
     finetune_epochs: float = 2.0
-    finetune_learning_rate: float = 1e-4
+    finetune_learning_rate: float = 3e-5
     mlac_steps: int = 150
     mlac_learning_rate: float = 5e-5
     inner_steps: int = 1
     harmful_weight: float = 1.0
-    readout_weight: float = 0.15
+    readout_weight: float = 0.075
     distill_weight: float = 1.0
     budgets: list[int] = field(default_factory=lambda: [20, 60, 200])
     attack_steps: int = 25
@@ -66,10 +66,10 @@ def attack_specs(settings: TextQuickstartSettings, seed: int) -> list[AttackSpec
     """The harness attacks run at each data budget."""
     common = {"batch_size": 16, "steps": settings.attack_steps, "eval_every": settings.attack_steps, "seed": seed}
     specs = [
-        AttackSpec(kind="linear_probe", optimizer="adam", learning_rate=1e-2, reset_head=True,
-                   **{**common, "steps": 100, "eval_every": 100}),
+        AttackSpec(kind="linear_probe", optimizer="adam", learning_rate=1e-3, reset_head=True,
+                   **{**common, "steps": 300, "eval_every": 300}),
         AttackSpec(kind="mlp_probe", optimizer="adam", learning_rate=1e-3, options={"hidden_size": 128},
-                   **{**common, "steps": 100, "eval_every": 100}),
+                   **{**common, "steps": 300, "eval_every": 300}),
         AttackSpec(kind="full_finetune", optimizer="adam", learning_rate=1e-4, reset_head=True, **common),
         AttackSpec(kind="lora", optimizer="adam", learning_rate=1e-3, options={"rank": 8}, **common),
     ]
