@@ -8,6 +8,8 @@ prints the harmful-task (review sentiment) accuracy on the class-balanced test e
 - ``layer-k-probe``: a logistic regression (scikit-learn, L2, C=1) on the *standardised* mean token state of
   layer k = 0 (the embeddings' output) .. 6: every read-out, including ones MLAC's readout term never measured
   (layer 0), and scaled so that information kept in low-variance directions counts as much as any other;
+- ``cls-probe`` and ``max-pool-probe``: the same probe on the last layer's ``[CLS]`` token state and on the
+  element-wise maximum over tokens: read-outs other than the mean token the readout term measured;
 - ``reinit-top-2``: the top two transformer layers re-initialised, then full fine-tuning (Adam 1e-4, 30 steps,
   batch 16) with a fresh head: keep the lower features, drop what blocking put on top;
 - ``long-low-lr-ft``: full fine-tuning with a fresh head at a rate and length the simulation never used
@@ -38,17 +40,22 @@ from hf_nft.text_quickstart import HARMFUL, TextQuickstartSettings, _harmful_cla
 BUDGETS = (20, 200)
 
 
-def mean_states(model: torch.nn.Module, texts: list[str], tokenizer) -> list[np.ndarray]:
-    """Mean token state of every hidden layer (0 = embeddings) for each text: one array per layer."""
-    rows: list[list[np.ndarray]] = []
+def readouts(model: torch.nn.Module, texts: list[str], tokenizer) -> dict[str, np.ndarray]:
+    """For each text: the mean token state of every hidden layer (``layer-k``, 0 = embeddings), and the last
+    layer's ``[CLS]`` state (``cls``) and token-wise maximum (``max-pool``)."""
+    rows: list[dict[str, np.ndarray]] = []
     model.eval()
     with torch.no_grad():
         for start in range(0, len(texts), 64):
             batch = tokenizer(texts[start:start + 64], truncation=True, max_length=48, padding=True,
                               return_tensors="pt")
             hidden = model.base_model(**batch, output_hidden_states=True).hidden_states
-            rows.append([masked_mean(states, batch["attention_mask"]).numpy() for states in hidden])
-    return [np.concatenate(layer) for layer in zip(*rows)]
+            row = {f"layer-{k}": masked_mean(states, batch["attention_mask"]).numpy() for k, states in enumerate(hidden)}
+            padding = batch["attention_mask"].unsqueeze(-1) == 0
+            row["cls"] = hidden[-1][:, 0].numpy()
+            row["max-pool"] = hidden[-1].masked_fill(padding, float("-inf")).amax(1).numpy()
+            rows.append(row)
+    return {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
 
 
 def reinit_top(model: torch.nn.Module, layers: int) -> torch.nn.Module:
@@ -79,13 +86,13 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     for name, model in encoders.items():
         results[name] = {}
-        x_test = mean_states(model, test[:]["text"], tokenizer)
+        x_test = readouts(model, test[:]["text"], tokenizer)
         for budget in BUDGETS:
             subset = per_class_subset(pool, budget // 2, args.seed)
             y_train, y_test = np.asarray(subset[:]["labels"]), np.asarray(test[:]["labels"])
-            for layer, x_train in enumerate(mean_states(model, subset[:]["text"], tokenizer)):
+            for readout, x_train in readouts(model, subset[:]["text"], tokenizer).items():
                 probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x_train, y_train)
-                results[name][f"layer-{layer}-probe@{budget}"] = float(probe.score(x_test[layer], y_test))
+                results[name][f"{readout}-probe@{budget}"] = float(probe.score(x_test[readout], y_test))
             source = None if name == "scratch" else model
             for label, attacked, rate, steps in (
                     ("reinit-top-2", reinit_top(_harmful_classifier(source, args.seed), 2), 1e-4, 30),
