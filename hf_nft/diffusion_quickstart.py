@@ -204,6 +204,10 @@ def print_diffusion_result(result: DiffusionQuickstartResult) -> None:
     print("\nFraction of samples the domain classifier assigns to the restricted domain (higher = attacker wins):")
     for stage, by_role in result.evaluation.restricted_fraction.items():
         print(f"  {stage:<16}" + "  ".join(f"{role} {value:.3f}" for role, value in by_role.items()))
+    print("\nDenoising MSE per timestep (original domain, then restricted before and after each attack):")
+    for stage, by_role in result.evaluation.per_timestep.items():
+        for role, by_step in by_role.items():
+            print(f"  {stage:<16}{role:<12}" + "  ".join(f"t={step} {value:.3f}" for step, value in by_step.items()))
     print("\nChecks (diffusion issue):")
     for name, holds in result.checks.items():
         print(f"  [{'ok' if holds else 'FAIL'}] {name}")

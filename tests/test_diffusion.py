@@ -232,3 +232,20 @@ def test_protection_keeps_the_original_domain_and_slows_restricted_fine_tuning(t
                 for role, model in (("protected", protected), ("unprotected", unprotected))}
     assert after["protected"] > after["unprotected"], after
     assert original["protected"] <= 1.5 * original["unprotected"], original
+
+
+def test_evaluation_reports_per_timestep_mse_whose_mean_is_the_headline():
+    from hf_nft.diffusion.evaluation import BEFORE, ORIGINAL, evaluate_diffusion_protection
+
+    models = {"protected": small_unet(widths=TINY), "unprotected": small_unet(widths=TINY, seed=1)}
+    attack = AttackSpec(kind="diffusion_finetune", name="ft", optimizer="adam", learning_rate=1e-3, batch_size=8,
+                        steps=2, eval_every=2)
+    evaluation = evaluate_diffusion_protection(models, images(16), images(8, seed=1), [attack],
+                                               original_eval=images(8, seed=2), progress=False)
+    report = evaluation.report
+    for stage, headline in ((ORIGINAL, report.original), (BEFORE, report.before),
+                            ("ft", {role: o.final_mean for role, o in report.results["ft"].items()})):
+        for role, by_step in evaluation.per_timestep[stage].items():
+            assert list(by_step) == [10, 30, 50, 70, 90]
+            assert sum(by_step.values()) / 5 == pytest.approx(headline[role], rel=1e-5), (stage, role)
+    assert "denoising_mse_per_timestep" in evaluation.to_dict()
