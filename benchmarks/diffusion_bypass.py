@@ -34,7 +34,8 @@ def with_fresh_output_conv(model: UNet2DModel, seed: int = 0) -> UNet2DModel:
 def norm_ratios(protected: UNet2DModel, unprotected: UNet2DModel) -> dict[str, float]:
     """``||protected|| / ||unprotected||`` per parameter tensor."""
     reference = dict(unprotected.named_parameters())
-    return {name: float(p.norm() / reference[name].norm().clamp(min=1e-12)) for name, p in protected.named_parameters()}
+    return {name: float(p.detach().norm() / reference[name].detach().norm().clamp(min=1e-12))
+            for name, p in protected.named_parameters()}
 
 
 def main(output: Path) -> None:

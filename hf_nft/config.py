@@ -149,6 +149,10 @@ class NFTConfig(TrainingArguments):
         default=0, metadata={"help": "sophon_diffusion: the last this many of max_steps are NTR steps only (a repair "
                              "of the original domain after the alternation)."}
     )
+    diffusion_final_ntr_learning_rate: float = field(
+        default=0.0, metadata={"help": "sophon_diffusion: over the final NTR-only steps the learning rate goes "
+                               "linearly from learning_rate to this (0: learning_rate as scheduled throughout)."}
+    )
     diffusion_ntr_distillation: float = field(
         default=0.0, metadata={"help": "sophon_diffusion: NTR adds this weight times the MSE between the model's noise "
                                "prediction on original images and the prediction of the model as given to the trainer."}
@@ -282,6 +286,9 @@ class NFTConfig(TrainingArguments):
         if self.diffusion_beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"Unknown diffusion_beta_schedule {self.diffusion_beta_schedule!r}; expected one of "
                              f"{BETA_SCHEDULES}.")
+        if self.diffusion_final_ntr_learning_rate < 0:
+            raise ValueError(f"diffusion_final_ntr_learning_rate must be non-negative (0: learning_rate), got "
+                             f"{self.diffusion_final_ntr_learning_rate}.")
         if self.diffusion_nft_bound <= 0 or self.diffusion_ntr_distillation < 0:
             raise ValueError("diffusion_nft_bound must be positive and diffusion_ntr_distillation non-negative, got "
                              f"{self.diffusion_nft_bound} and {self.diffusion_ntr_distillation}.")

@@ -71,6 +71,10 @@ def denoising_per_timestep(model: UNet2DModel, dataset: Dataset, num_train_times
             for step in eval_timesteps(num_train_timesteps)}
 
 
+def _mean_by_role(per_timestep: dict[str, dict[int, float]]) -> dict[str, float]:
+    return {role: sum(by_step.values()) / len(by_step) for role, by_step in per_timestep.items()}
+
+
 def _evaluation_batches(dataset: Dataset, num_train_timesteps: int, beta_schedule: str,
                         noise_seed: int) -> list[dict[str, torch.Tensor]]:
     scheduler = make_scheduler(num_train_timesteps, beta_schedule)
@@ -113,14 +117,14 @@ def evaluate_diffusion_protection(
             evaluation.samples.setdefault(stage, {})[role] = images
             evaluation.restricted_fraction.setdefault(stage, {})[role] = restricted_fraction(samples.classifier, images)
 
-    original = {role: denoising_score(m, original_eval, timesteps, schedule) for role, m in models.items()} \
-        if original_eval is not None else {}
-    before = {role: denoising_score(m, restricted_eval, timesteps, schedule) for role, m in models.items()}
+    # Every timestep has as many noised images, so the mean of the per-timestep MSEs is the headline MSE.
     if original_eval is not None:
         evaluation.per_timestep[ORIGINAL] = {
             role: denoising_per_timestep(m, original_eval, timesteps, schedule) for role, m in models.items()}
     evaluation.per_timestep[BEFORE] = {
         role: denoising_per_timestep(m, restricted_eval, timesteps, schedule) for role, m in models.items()}
+    original = _mean_by_role(evaluation.per_timestep.get(ORIGINAL, {}))
+    before = _mean_by_role(evaluation.per_timestep[BEFORE])
     for role, model in models.items():
         sample(BEFORE, role, model)
     start = time.perf_counter()

@@ -9,7 +9,8 @@ non-fine-tunable loss along its trajectory is ``diffusion_nft_loss`` (``dos``: `
 ``diffusion_suppression_max_timestep`` (at high noise the two domains' noisy images cannot be told apart, so
 suppressing there costs the original domain). NTR is the denoising loss on original-domain images, plus
 ``diffusion_ntr_distillation`` times the MSE to the noise prediction of the model as it was given to the trainer
-(a low-variance pull towards the original behaviour); the last ``diffusion_final_ntr_steps`` steps are NTR only.
+(a low-variance pull towards the original behaviour); the last ``diffusion_final_ntr_steps`` steps are NTR only,
+with the learning rate annealed linearly to ``diffusion_final_ntr_learning_rate`` when it is set.
 A UNet has no classification head,
 so the simulated adversaries never reset one (``head_reset_probability`` does not apply). The collapse guard
 measures classification accuracy and is not used (``guard_every`` must be 0 when an ``eval_dataset`` is given).
@@ -72,14 +73,28 @@ class SophonDiffusion(Sophon):
 
     def settings(self) -> dict[str, Any]:
         keys = ("diffusion_nft_loss", "diffusion_nft_bound", "diffusion_suppression_max_timestep",
-                "diffusion_ntr_distillation", "diffusion_final_ntr_steps", "diffusion_train_timesteps",
+                "diffusion_ntr_distillation", "diffusion_final_ntr_steps", "diffusion_final_ntr_learning_rate",
+                "diffusion_train_timesteps",
                 "diffusion_beta_schedule", "alpha", "beta", "fts_steps", "ntr_steps", "inner_steps", "adversary_pool", "adversary_batch_sizes",
                 "query_batch_size", "learning_rate", "max_grad_norm", "max_steps")
         return {"method": self.name, **{key: getattr(self.args, key) for key in keys}}
 
     def is_suppression_step(self) -> bool:
-        final = self.trainer.state.max_steps - self.args.diffusion_final_ntr_steps
-        return super().is_suppression_step() and self.trainer.state.global_step < final
+        return super().is_suppression_step() and not self.in_final_steps()
+
+    def in_final_steps(self) -> bool:
+        """Whether the current optimizer step is one of the final NTR-only steps."""
+        return self.trainer.state.global_step >= self.trainer.state.max_steps - self.args.diffusion_final_ntr_steps
+
+    def training_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        final, steps = self.args.diffusion_final_ntr_learning_rate, self.args.diffusion_final_ntr_steps
+        if final > 0 and self.in_final_steps() and self.trainer.optimizer is not None:
+            done = self.trainer.state.global_step - (self.trainer.state.max_steps - steps)
+            rate = self.args.learning_rate + (final - self.args.learning_rate) * done / max(1, steps - 1)
+            # Set before this step's optimizer.step(); the scheduler resets it after, so it is set every step.
+            for group in self.trainer.optimizer.param_groups:
+                group["lr"] = rate
+        return super().training_loss(model, inputs)
 
     def reinforcement_loss(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         if IMAGE_KEY not in inputs:
