@@ -1,6 +1,6 @@
 """Bypass attempts on the diffusion quickstart's protected DDPM, beyond the quickstart's own attacks: Nesterov SGD
-(an optimizer outside the diffusion adversary pool), a 3x longer Adam budget, and re-initialising the UNet's output
-convolution before fine-tuning (the layer that scales the noise prediction). Also prints the protected / unprotected
+(an optimizer the protection never simulated), Adam at 3x and 1/3 of the simulated rate, a 3x longer Adam budget,
+and re-initialising the UNet's output convolution before fine-tuning (the layer that scales the noise prediction). Also prints the protected / unprotected
 weight-norm ratio per parameter tensor (a protection that merely rescales weights would show up there).
 
     OMP_NUM_THREADS=1 python benchmarks/diffusion_bypass.py runs/quickstart/diffusion
@@ -53,8 +53,11 @@ def main(output: Path) -> None:
                         batch_size=32, steps=450, eval_every=75)
     adam = AttackSpec(kind="diffusion_finetune", name="fresh_conv_out_adam", optimizer="adam", learning_rate=1e-3,
                       batch_size=32, steps=150, eval_every=30)
+    rates = [AttackSpec(kind="diffusion_finetune", name=f"adam_{rate:g}", optimizer="adam", learning_rate=rate,
+                        batch_size=32, steps=150, eval_every=50) for rate in (3e-3, 3e-4)]
     fresh = {role: with_fresh_output_conv(models[role]) for role in ("protected", "unprotected")}
-    for spec, roles in ((nesterov, models), (longer, {k: models[k] for k in ("protected", "scratch")}),
+    for spec, roles in ((nesterov, models), *((spec, models) for spec in rates),
+                        (longer, {k: models[k] for k in ("protected", "scratch")}),
                         (adam, {**fresh, "scratch": models["scratch"]})):
         report = evaluate_diffusion_protection(roles, train, test, [spec], progress=False).report
         print(report.table())

@@ -128,7 +128,8 @@ def test_distillation_reference_stays_fixed_and_suppression_stays_below_the_time
     model = small_unet(widths=TINY)
     given = {name: p.clone() for name, p in model.named_parameters()}
     args = tiny_config(tmp_path, diffusion_nft_loss="log_ascent", diffusion_suppression_max_timestep=30,
-                       diffusion_ntr_distillation=1.0, ntr_steps=1, diffusion_final_ntr_steps=2)
+                       diffusion_ntr_distillation=1.0, ntr_steps=1, diffusion_final_ntr_steps=2,
+                       diffusion_final_ntr_learning_rate=1e-4)
     trainer = NFTTrainer(model=model, args=args, train_dataset=images(32), restricted_dataset=images(32, seed=1))
     trainer.train()
     method = trainer.method
@@ -139,11 +140,15 @@ def test_distillation_reference_stays_fixed_and_suppression_stays_below_the_time
     assert method.is_suppression_step()
     method.trainer.state.global_step = 2  # an FTS step of the cycle, but within the final NTR-only steps
     assert not method.is_suppression_step()
+    inputs = {"pixel_values": images(4)[:]["pixel_values"]}
+    for step, rate in ((2, args.learning_rate), (3, 1e-4)):  # annealed from learning_rate to the final rate
+        method.trainer.state.global_step = step
+        method.training_loss(model, inputs)
+        assert all(group["lr"] == pytest.approx(rate) for group in trainer.optimizer.param_groups), step
     seen = []
     method._nft_loss_of_batch(lambda batch: seen.append(batch["timestep"]) or model(**batch),
                               {"pixel_values": images(64)[:]["pixel_values"]})
     assert int(seen[0].max()) < 30
-    inputs = {"pixel_values": images(4)[:]["pixel_values"]}
     method._generator.manual_seed(0)
     distilled = method.reinforcement_loss(model, inputs)
     method.reference, method._generator = None, method._generator.manual_seed(0)
@@ -162,6 +167,8 @@ def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
         tiny_config(tmp_path, diffusion_ntr_distillation=-1.0)
     with pytest.raises(ValueError, match="diffusion_final_ntr_steps"):
         tiny_config(tmp_path, diffusion_final_ntr_steps=4)
+    with pytest.raises(ValueError, match="diffusion_final_ntr_learning_rate"):
+        tiny_config(tmp_path, diffusion_final_ntr_learning_rate=-1.0)
     with pytest.raises(ValueError, match="remove_unused_columns"):
         NFTTrainer(model=small_unet(widths=TINY), args=tiny_config(tmp_path, remove_unused_columns=True),
                    train_dataset=images(8), restricted_dataset=images(8))
