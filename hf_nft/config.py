@@ -135,7 +135,27 @@ class NFTConfig(TrainingArguments):
     diffusion_nft_loss: str = field(
         default="dos",
         metadata={"help": "sophon_diffusion: non-fine-tunable loss on restricted images, 'dos' (||eps_hat||^2, the "
-                  "fine-tuned model predicts no noise) or 'mse_ascent' (-MSE(eps_hat, eps), gradient ascent)."},
+                  "fine-tuned model predicts no noise), 'mse_ascent' (-MSE(eps_hat, eps), gradient ascent), "
+                  "'bounded_ascent' (-min(MSE, diffusion_nft_bound)) or 'log_ascent' (-log MSE)."},
+    )
+    diffusion_nft_bound: float = field(
+        default=1.0, metadata={"help": "sophon_diffusion, bounded_ascent: the MSE above which the ascent stops."}
+    )
+    diffusion_suppression_max_timestep: int = field(
+        default=0, metadata={"help": "sophon_diffusion: the non-fine-tunable loss noises restricted images only at "
+                             "timesteps below this (where the domains still differ); 0: the whole schedule."}
+    )
+    diffusion_final_ntr_steps: int = field(
+        default=0, metadata={"help": "sophon_diffusion: the last this many of max_steps are NTR steps only (a repair "
+                             "of the original domain after the alternation)."}
+    )
+    diffusion_final_ntr_learning_rate: float = field(
+        default=0.0, metadata={"help": "sophon_diffusion: over the final NTR-only steps the learning rate goes "
+                               "linearly from learning_rate to this (0: learning_rate as scheduled throughout)."}
+    )
+    diffusion_ntr_distillation: float = field(
+        default=0.0, metadata={"help": "sophon_diffusion: NTR adds this weight times the MSE between the model's noise "
+                               "prediction on original images and the prediction of the model as given to the trainer."}
     )
     diffusion_train_timesteps: int = field(
         default=100, metadata={"help": "sophon_diffusion: the DDPMScheduler's num_train_timesteps."}
@@ -278,6 +298,19 @@ class NFTConfig(TrainingArguments):
         if self.diffusion_beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"Unknown diffusion_beta_schedule {self.diffusion_beta_schedule!r}; expected one of "
                              f"{BETA_SCHEDULES}.")
+        if self.diffusion_final_ntr_learning_rate < 0:
+            raise ValueError(f"diffusion_final_ntr_learning_rate must be non-negative (0: learning_rate), got "
+                             f"{self.diffusion_final_ntr_learning_rate}.")
+        if self.diffusion_nft_bound <= 0 or self.diffusion_ntr_distillation < 0:
+            raise ValueError("diffusion_nft_bound must be positive and diffusion_ntr_distillation non-negative, got "
+                             f"{self.diffusion_nft_bound} and {self.diffusion_ntr_distillation}.")
+        final = self.diffusion_final_ntr_steps
+        if final < 0 or (self.max_steps > 0 and final >= self.max_steps):
+            raise ValueError(f"diffusion_final_ntr_steps must be in [0, max_steps), got {final} with max_steps "
+                             f"{self.max_steps}.")
+        if not 0 <= self.diffusion_suppression_max_timestep <= self.diffusion_train_timesteps:
+            raise ValueError(f"diffusion_suppression_max_timestep must be in [0, {self.diffusion_train_timesteps}] "
+                             f"(0: every timestep), got {self.diffusion_suppression_max_timestep}.")
 
     def _validate_encoderlock(self) -> None:
         """Validate the EncoderLock block."""

@@ -19,11 +19,14 @@ from hf_nft.diffusion.attacks import DenoisingMSE
 from hf_nft.diffusion.denoising import (
     add_noise,
     batch_loss,
+    bounded_ascent_loss,
     denoising_mse,
     dos_loss,
     fixed_noise_batches,
+    log_ascent_loss,
     make_scheduler,
     mse_ascent_loss,
+    nft_loss_function,
 )
 from hf_nft.diffusion.domain_classifier import domain_dataset
 from hf_nft.diffusion.evaluation import denoising_score
@@ -55,6 +58,12 @@ def test_losses_on_known_inputs():
     assert denoising_mse(prediction, noise).item() == pytest.approx((0 + 4 + 1 + 4) / 4)
     assert dos_loss(prediction, noise).item() == pytest.approx((1 + 4 + 0 + 9) / 4)
     assert mse_ascent_loss(prediction, noise).item() == pytest.approx(-9 / 4)
+    assert bounded_ascent_loss(prediction, noise, bound=1.0).item() == pytest.approx(-1.0)
+    assert nft_loss_function("bounded_ascent", 5.0)(prediction, noise).item() == pytest.approx(-9 / 4)
+    assert log_ascent_loss(prediction, noise).item() == pytest.approx(-math.log(9 / 4))
+    capped = prediction.clone().requires_grad_(True)
+    bounded_ascent_loss(capped, noise, bound=1.0).backward()
+    assert torch.count_nonzero(capped.grad) == 0  # no push beyond the bound
     metric = DenoisingMSE()
     assert metric([(prediction, {"noise": noise}), (noise, {"noise": noise})]) == pytest.approx(9 / 8)
     assert not metric.higher_is_better
@@ -71,6 +80,8 @@ def test_noising_follows_the_schedule_and_fixed_batches_repeat():
     first, again = (fixed_noise_batches(batch, scheduler, [10, 90], seed=3) for _ in range(2))
     assert len(first) == 2 and all(torch.equal(a["noise"], b["noise"]) for a, b in zip(first, again))
     assert first[1]["timestep"].tolist() == [90] * 4
+    _, low, _ = add_noise(torch.rand(256, 1, 4, 4), scheduler, torch.Generator().manual_seed(0), max_timestep=20)
+    assert 0 <= int(low.min()) and int(low.max()) < 20
     with pytest.raises(ValueError, match="timesteps"):
         fixed_noise_batches(batch, scheduler, [100])
     with pytest.raises(ValueError, match="beta_schedule"):
@@ -100,7 +111,7 @@ def test_simulation_on_a_tiny_unet_gives_a_meta_gradient_and_never_resets_a_head
         simulation.run(AdversaryStrategy("adam", 1e-2, 8, reset_head=True), stream, steps=1, query_size=4)
 
 
-@pytest.mark.parametrize("nft_loss", ["dos", "mse_ascent"])
+@pytest.mark.parametrize("nft_loss", ["dos", "mse_ascent", "bounded_ascent"])
 def test_trainer_runs_sophon_diffusion_and_logs_both_loops(tmp_path, nft_loss):
     model = small_unet(widths=TINY)
     start = {name: p.clone() for name, p in model.named_parameters()}
@@ -113,9 +124,51 @@ def test_trainer_runs_sophon_diffusion_and_logs_both_loops(tmp_path, nft_loss):
     assert any(not torch.equal(p, start[name]) for name, p in model.named_parameters())
 
 
+def test_distillation_reference_stays_fixed_and_suppression_stays_below_the_timestep(tmp_path):
+    model = small_unet(widths=TINY)
+    given = {name: p.clone() for name, p in model.named_parameters()}
+    args = tiny_config(tmp_path, diffusion_nft_loss="log_ascent", diffusion_suppression_max_timestep=30,
+                       diffusion_ntr_distillation=1.0, ntr_steps=1, diffusion_final_ntr_steps=2,
+                       diffusion_final_ntr_learning_rate=1e-4)
+    trainer = NFTTrainer(model=model, args=args, train_dataset=images(32), restricted_dataset=images(32, seed=1))
+    trainer.train()
+    method = trainer.method
+    reference = dict(method.reference.named_parameters())
+    assert all(torch.equal(reference[name], value) for name, value in given.items())
+    assert any(not torch.equal(p, given[name]) for name, p in model.named_parameters())
+    method.trainer.state.global_step = 0
+    assert method.is_suppression_step()
+    method.trainer.state.global_step = 2  # an FTS step of the cycle, but within the final NTR-only steps
+    assert not method.is_suppression_step()
+    inputs = {"pixel_values": images(4)[:]["pixel_values"]}
+    for step, rate in ((2, args.learning_rate), (3, 1e-4)):  # annealed from learning_rate to the final rate
+        method.trainer.state.global_step = step
+        method.training_loss(model, inputs)
+        assert all(group["lr"] == pytest.approx(rate) for group in trainer.optimizer.param_groups), step
+    seen = []
+    method._nft_loss_of_batch(lambda batch: seen.append(batch["timestep"]) or model(**batch),
+                              {"pixel_values": images(64)[:]["pixel_values"]})
+    assert int(seen[0].max()) < 30
+    method._generator.manual_seed(0)
+    distilled = method.reinforcement_loss(model, inputs)
+    method.reference, method._generator = None, method._generator.manual_seed(0)
+    assert distilled > method.reinforcement_loss(model, inputs)  # the pull towards the given model's prediction
+    assert method.settings()["diffusion_suppression_max_timestep"] == 30
+
+
 def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="diffusion_nft_loss"):
         tiny_config(tmp_path, diffusion_nft_loss="zero")
+    with pytest.raises(ValueError, match="diffusion_suppression_max_timestep"):
+        tiny_config(tmp_path, diffusion_suppression_max_timestep=101)
+    with pytest.raises(ValueError, match="diffusion_nft_bound"):
+        tiny_config(tmp_path, diffusion_nft_bound=0.0)
+    with pytest.raises(ValueError, match="diffusion_ntr_distillation"):
+        tiny_config(tmp_path, diffusion_ntr_distillation=-1.0)
+    with pytest.raises(ValueError, match="diffusion_final_ntr_steps"):
+        tiny_config(tmp_path, diffusion_final_ntr_steps=4)
+    with pytest.raises(ValueError, match="diffusion_final_ntr_learning_rate"):
+        tiny_config(tmp_path, diffusion_final_ntr_learning_rate=-1.0)
     with pytest.raises(ValueError, match="remove_unused_columns"):
         NFTTrainer(model=small_unet(widths=TINY), args=tiny_config(tmp_path, remove_unused_columns=True),
                    train_dataset=images(8), restricted_dataset=images(8))
@@ -186,3 +239,20 @@ def test_protection_keeps_the_original_domain_and_slows_restricted_fine_tuning(t
                 for role, model in (("protected", protected), ("unprotected", unprotected))}
     assert after["protected"] > after["unprotected"], after
     assert original["protected"] <= 1.5 * original["unprotected"], original
+
+
+def test_evaluation_reports_per_timestep_mse_whose_mean_is_the_headline():
+    from hf_nft.diffusion.evaluation import BEFORE, ORIGINAL, evaluate_diffusion_protection
+
+    models = {"protected": small_unet(widths=TINY), "unprotected": small_unet(widths=TINY, seed=1)}
+    attack = AttackSpec(kind="diffusion_finetune", name="ft", optimizer="adam", learning_rate=1e-3, batch_size=8,
+                        steps=2, eval_every=2)
+    evaluation = evaluate_diffusion_protection(models, images(16), images(8, seed=1), [attack],
+                                               original_eval=images(8, seed=2), progress=False)
+    report = evaluation.report
+    for stage, headline in ((ORIGINAL, report.original), (BEFORE, report.before),
+                            ("ft", {role: o.final_mean for role, o in report.results["ft"].items()})):
+        for role, by_step in evaluation.per_timestep[stage].items():
+            assert list(by_step) == [10, 30, 50, 70, 90]
+            assert sum(by_step.values()) / 5 == pytest.approx(headline[role], rel=1e-5), (stage, role)
+    assert "denoising_mse_per_timestep" in evaluation.to_dict()

@@ -1,8 +1,8 @@
 """The full diffusion quickstart writes its outputs and is measured against the diffusion issue's claims (slow: about
-12-15 minutes on one CPU thread).
+15 minutes on one CPU thread).
 
-Run with ``pytest -m slow``; the default test command deselects it. The claims do not hold yet at the default
-settings (README, "SOPHON for diffusion models"): that test is an expected failure until they do.
+Run with ``pytest -m slow``; the default test command deselects it. Measured at seed 0 (README, "SOPHON for
+diffusion models"): every check holds (one seed; a different thread count or platform may change the figures).
 """
 
 import json
@@ -36,8 +36,6 @@ def test_full_diffusion_quickstart_writes_its_outputs(quickstart):
     assert torch.isfinite(torch.tensor(result.evaluation.report.original["protected"]))
 
 
-@pytest.mark.xfail(reason="the diffusion issue's claims do not hold yet at the default settings (see README)",
-                   strict=True)
 def test_full_diffusion_quickstart_meets_every_claim(quickstart):
     _, result = quickstart
     failed = [name for name, holds in result.checks.items() if not holds]

@@ -3,12 +3,15 @@
 A model here is a ``diffusers`` ``UNet2DModel`` predicting the noise ``eps`` added to an image at timestep ``t``.
 The adversary minimises the ordinary denoising loss ``MSE(eps_hat, eps)``; SOPHON wants the fine-tuned model to
 fail at it, either by predicting no noise at all (``dos``: ``||eps_hat||^2``, denial of service) or by gradient
-ascent on the adversary's own loss (``mse_ascent``: ``-MSE(eps_hat, eps)``).
+ascent on the adversary's own loss (``mse_ascent``: ``-MSE(eps_hat, eps)``, unbounded; ``bounded_ascent``:
+``-min(MSE, bound)``, which stops pushing once the error reaches ``bound``; ``log_ascent``: ``-log MSE``, whose push
+weakens as the error grows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -40,10 +43,13 @@ def make_scheduler(num_train_timesteps: int = DEFAULT_TRAIN_TIMESTEPS,
 
 
 def add_noise(images: torch.Tensor, scheduler: DDPMScheduler, generator: torch.Generator | None = None,
-              timesteps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(noisy, timesteps, noise)``: ``images`` noised at random (or given) timesteps with Gaussian noise."""
+              timesteps: torch.Tensor | None = None,
+              max_timestep: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(noisy, timesteps, noise)``: ``images`` noised at given timesteps, or at random ones drawn uniformly below
+    ``max_timestep`` (default: the whole schedule), with Gaussian noise."""
     if timesteps is None:
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (images.shape[0],), generator=generator)
+        high = max_timestep or scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, high, (images.shape[0],), generator=generator)
     timesteps = timesteps.to(images.device)
     noise = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
     return scheduler.add_noise(images, noise, timesteps), timesteps, noise
@@ -70,18 +76,40 @@ def mse_ascent_loss(prediction: torch.Tensor, noise: torch.Tensor) -> torch.Tens
     return -denoising_mse(prediction, noise)
 
 
+def bounded_ascent_loss(prediction: torch.Tensor, noise: torch.Tensor, bound: float = 1.0) -> torch.Tensor:
+    """Gradient ascent on the adversary's loss up to ``bound``: ``-min(MSE(eps_hat, eps), bound)`` (no gradient once
+    the error reaches ``bound``, so the released weights are not driven to arbitrarily large predictions)."""
+    return -denoising_mse(prediction, noise).clamp(max=bound)
+
+
+def log_ascent_loss(prediction: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Gradient ascent on the log of the adversary's loss: ``-log MSE(eps_hat, eps)`` (its gradient is the ascent's
+    divided by the error, strong where the model denoises well and weak where it already fails)."""
+    return -denoising_mse(prediction, noise).clamp(min=1e-12).log()
+
+
 DIFFUSION_NFT_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "dos": dos_loss,
     "mse_ascent": mse_ascent_loss,
+    "bounded_ascent": bounded_ascent_loss,
+    "log_ascent": log_ascent_loss,
 }
 
 
+def nft_loss_function(name: str, bound: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The non-fine-tunable loss ``name`` of :data:`DIFFUSION_NFT_LOSSES` (``bound`` applies to ``bounded_ascent``)."""
+    if name not in DIFFUSION_NFT_LOSSES:
+        raise ValueError(f"Unknown diffusion_nft_loss {name!r}; expected one of {tuple(DIFFUSION_NFT_LOSSES)}.")
+    return partial(bounded_ascent_loss, bound=bound) if name == "bounded_ascent" else DIFFUSION_NFT_LOSSES[name]
+
+
 def batch_loss(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], forward: Forward, batch: Batch,
-               scheduler: DDPMScheduler, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``loss(eps_hat, eps)`` on the images of ``batch`` noised at random timesteps."""
+               scheduler: DDPMScheduler, generator: torch.Generator | None = None,
+               max_timestep: int | None = None) -> torch.Tensor:
+    """``loss(eps_hat, eps)`` on the images of ``batch`` noised at random timesteps (below ``max_timestep``)."""
     if IMAGE_KEY not in batch:
         raise ValueError(f"A diffusion batch needs a {IMAGE_KEY!r} key; got keys {sorted(batch)}.")
-    noisy, timesteps, noise = add_noise(batch[IMAGE_KEY], scheduler, generator)
+    noisy, timesteps, noise = add_noise(batch[IMAGE_KEY], scheduler, generator, max_timestep=max_timestep)
     return loss(predict_noise(forward, noisy, timesteps), noise)
 
 

@@ -27,6 +27,7 @@ from hf_nft.evaluation.report import Outcome, ProtectionReport
 from hf_nft.registry import ATTACKS
 
 BEFORE = "no attack"
+ORIGINAL = "original domain"
 
 
 @dataclass
@@ -47,17 +48,40 @@ class DiffusionEvaluation:
     report: ProtectionReport
     samples: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     restricted_fraction: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Per stage (``no attack``, ``original domain`` or an attack name, first seed) and role: denoising MSE per timestep.
+    per_timestep: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"denoising": self.report.to_dict(), "restricted_sample_fraction": self.restricted_fraction,
-                "restricted_sample_fraction_higher_is_better_for_attacker": True}
+                "restricted_sample_fraction_higher_is_better_for_attacker": True,
+                "denoising_mse_per_timestep": self.per_timestep}
 
 
 def denoising_score(model: UNet2DModel, dataset: Dataset, num_train_timesteps: int, beta_schedule: str,
                     noise_seed: int = 0) -> float:
     """Denoising MSE of ``model`` on ``dataset`` at the fixed evaluation timesteps and noise seed."""
+    return _score(model, _evaluation_batches(dataset, num_train_timesteps, beta_schedule, noise_seed))
+
+
+def denoising_per_timestep(model: UNet2DModel, dataset: Dataset, num_train_timesteps: int, beta_schedule: str,
+                           noise_seed: int = 0) -> dict[int, float]:
+    """:func:`denoising_score` split by evaluation timestep (same noise; the headline figure is their mean)."""
+    batches = _evaluation_batches(dataset, num_train_timesteps, beta_schedule, noise_seed)
+    return {step: _score(model, [b for b in batches if int(b["timestep"][0]) == step])
+            for step in eval_timesteps(num_train_timesteps)}
+
+
+def _mean_by_role(per_timestep: dict[str, dict[int, float]]) -> dict[str, float]:
+    return {role: sum(by_step.values()) / len(by_step) for role, by_step in per_timestep.items()}
+
+
+def _evaluation_batches(dataset: Dataset, num_train_timesteps: int, beta_schedule: str,
+                        noise_seed: int) -> list[dict[str, torch.Tensor]]:
     scheduler = make_scheduler(num_train_timesteps, beta_schedule)
-    batches = fixed_noise_batches(collated(dataset), scheduler, eval_timesteps(num_train_timesteps), noise_seed)
+    return fixed_noise_batches(collated(dataset), scheduler, eval_timesteps(num_train_timesteps), noise_seed)
+
+
+def _score(model: UNet2DModel, batches: list[dict[str, torch.Tensor]]) -> float:
     device, was_training = next(model.parameters()).device, model.training
     model.eval()
     try:
@@ -93,9 +117,14 @@ def evaluate_diffusion_protection(
             evaluation.samples.setdefault(stage, {})[role] = images
             evaluation.restricted_fraction.setdefault(stage, {})[role] = restricted_fraction(samples.classifier, images)
 
-    original = {role: denoising_score(m, original_eval, timesteps, schedule) for role, m in models.items()} \
-        if original_eval is not None else {}
-    before = {role: denoising_score(m, restricted_eval, timesteps, schedule) for role, m in models.items()}
+    # Every timestep has as many noised images, so the mean of the per-timestep MSEs is the headline MSE.
+    if original_eval is not None:
+        evaluation.per_timestep[ORIGINAL] = {
+            role: denoising_per_timestep(m, original_eval, timesteps, schedule) for role, m in models.items()}
+    evaluation.per_timestep[BEFORE] = {
+        role: denoising_per_timestep(m, restricted_eval, timesteps, schedule) for role, m in models.items()}
+    original = _mean_by_role(evaluation.per_timestep.get(ORIGINAL, {}))
+    before = _mean_by_role(evaluation.per_timestep[BEFORE])
     for role, model in models.items():
         sample(BEFORE, role, model)
     start = time.perf_counter()
@@ -110,6 +139,8 @@ def evaluate_diffusion_protection(
                     run = execute(model, spec.replace(seed=seed), data, metric, keep_model=index == 0)
                     if index == 0:
                         sample(spec.name, role, run.model)
+                        evaluation.per_timestep.setdefault(spec.name, {})[role] = denoising_per_timestep(
+                            run.model, restricted_eval, timesteps, schedule)
                         run.model = None
                     runs.append(run)
                     bar.update(1)

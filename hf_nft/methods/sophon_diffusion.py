@@ -4,25 +4,35 @@ keeps denoising its original domain but cannot be fine-tuned to denoise the rest
 Everything but the losses is :class:`~hf_nft.methods.sophon.Sophon`'s: the alternation of fine-tuning suppression
 (FTS) and normal-training reinforcement (NTR), the adversary pool and the shared functional simulation. The
 simulated adversary minimises the ordinary denoising loss ``MSE(eps_hat, eps)`` on restricted images; the
-non-fine-tunable loss along its trajectory is ``diffusion_nft_loss`` (``dos``: ``||eps_hat||^2``, or
-``mse_ascent``: ``-MSE``); NTR is the denoising loss on original-domain images. A UNet has no classification head,
+non-fine-tunable loss along its trajectory is ``diffusion_nft_loss`` (``dos``: ``||eps_hat||^2``, ``mse_ascent``:
+``-MSE``, or ``bounded_ascent``: ``-min(MSE, diffusion_nft_bound)``), on restricted images noised below
+``diffusion_suppression_max_timestep`` (at high noise the two domains' noisy images cannot be told apart, so
+suppressing there costs the original domain). NTR is the denoising loss on original-domain images, plus
+``diffusion_ntr_distillation`` times the MSE to the noise prediction of the model as it was given to the trainer
+(a low-variance pull towards the original behaviour); the last ``diffusion_final_ntr_steps`` steps are NTR only,
+with the learning rate annealed linearly to ``diffusion_final_ntr_learning_rate`` when it is set.
+A UNet has no classification head,
 so the simulated adversaries never reset one (``head_reset_probability`` does not apply). The collapse guard
 measures classification accuracy and is not used (``guard_every`` must be 0 when an ``eval_dataset`` is given).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hf_nft.diffusion.denoising import (
-    DIFFUSION_NFT_LOSSES,
     IMAGE_KEY,
+    add_noise,
     batch_loss,
     denoising_mse,
     make_scheduler,
+    nft_loss_function,
+    predict_noise,
 )
 from hf_nft.methods._simulation import AdversaryPool, Batch, Forward
 from hf_nft.methods.sophon import Sophon
@@ -39,7 +49,11 @@ class SophonDiffusion(Sophon):
         super().__init__(trainer)
         self.pool = AdversaryPool(self.args.adversary_pool, self.args.adversary_batch_sizes, 0.0, seed=self.args.seed)
         self.scheduler = make_scheduler(self.args.diffusion_train_timesteps, self.args.diffusion_beta_schedule)
-        self.diffusion_nft_loss = DIFFUSION_NFT_LOSSES[self.args.diffusion_nft_loss]
+        self.diffusion_nft_loss = nft_loss_function(self.args.diffusion_nft_loss, self.args.diffusion_nft_bound)
+        self.suppression_max_timestep = self.args.diffusion_suppression_max_timestep or None
+        self.reference: nn.Module | None = None
+        if self.args.diffusion_ntr_distillation > 0:
+            self.reference = copy.deepcopy(trainer.model).eval().requires_grad_(False)
 
     def validate(self) -> None:
         model = self.trainer.model
@@ -58,19 +72,49 @@ class SophonDiffusion(Sophon):
             check_image_dataset(dataset, role, shape)
 
     def settings(self) -> dict[str, Any]:
-        keys = ("diffusion_nft_loss", "diffusion_train_timesteps", "diffusion_beta_schedule", "alpha", "beta",
-                "fts_steps", "ntr_steps", "inner_steps", "adversary_pool", "adversary_batch_sizes",
+        keys = ("diffusion_nft_loss", "diffusion_nft_bound", "diffusion_suppression_max_timestep",
+                "diffusion_ntr_distillation", "diffusion_final_ntr_steps", "diffusion_final_ntr_learning_rate",
+                "diffusion_train_timesteps",
+                "diffusion_beta_schedule", "alpha", "beta", "fts_steps", "ntr_steps", "inner_steps", "adversary_pool", "adversary_batch_sizes",
                 "query_batch_size", "learning_rate", "max_grad_norm", "max_steps")
         return {"method": self.name, **{key: getattr(self.args, key) for key in keys}}
 
+    def is_suppression_step(self) -> bool:
+        return super().is_suppression_step() and not self.in_final_steps()
+
+    def in_final_steps(self) -> bool:
+        """Whether the current optimizer step is one of the final NTR-only steps."""
+        return self.trainer.state.global_step >= self.trainer.state.max_steps - self.args.diffusion_final_ntr_steps
+
+    def training_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        final, steps = self.args.diffusion_final_ntr_learning_rate, self.args.diffusion_final_ntr_steps
+        if final > 0 and self.in_final_steps() and self.trainer.optimizer is not None:
+            done = self.trainer.state.global_step - (self.trainer.state.max_steps - steps)
+            rate = self.args.learning_rate + (final - self.args.learning_rate) * done / max(1, steps - 1)
+            # Set before this step's optimizer.step(); the scheduler resets it after, so it is set every step.
+            for group in self.trainer.optimizer.param_groups:
+                group["lr"] = rate
+        return super().training_loss(model, inputs)
+
     def reinforcement_loss(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
-        return batch_loss(denoising_mse, lambda batch: model(**batch), inputs, self.scheduler, self._generator)
+        if IMAGE_KEY not in inputs:
+            raise ValueError(f"A diffusion batch needs a {IMAGE_KEY!r} key; got keys {sorted(inputs)}.")
+        noisy, timesteps, noise = add_noise(inputs[IMAGE_KEY], self.scheduler, self._generator)
+        prediction = predict_noise(lambda batch: model(**batch), noisy, timesteps)
+        loss = denoising_mse(prediction, noise)
+        if self.reference is None:
+            return loss
+        self.reference.to(prediction.device)
+        with torch.no_grad():
+            target = predict_noise(lambda batch: self.reference(**batch), noisy, timesteps)
+        return loss + self.args.diffusion_ntr_distillation * F.mse_loss(prediction.float(), target.float())
 
     def adversary_loss(self, forward: Forward, batch: Batch) -> torch.Tensor:
         return batch_loss(denoising_mse, forward, batch, self.scheduler, self._generator)
 
     def _nft_loss_of_batch(self, forward: Forward, batch: Batch) -> torch.Tensor:
-        return batch_loss(self.diffusion_nft_loss, forward, batch, self.scheduler, self._generator)
+        return batch_loss(self.diffusion_nft_loss, forward, batch, self.scheduler, self._generator,
+                          self.suppression_max_timestep)
 
 
 def check_image_dataset(dataset: Any, role: str, shape: tuple[int, int, int]) -> None:
