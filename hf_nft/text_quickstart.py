@@ -49,7 +49,7 @@ class TextQuickstartSettings:
     mlac_learning_rate: float = 5e-5
     inner_steps: int = 1
     harmful_weight: float = 1.0
-    readout_weight: float = 0.075
+    readout_weight: float = 0.1
     distill_weight: float = 1.0
     budgets: list[int] = field(default_factory=lambda: [20, 60, 200])
     attack_steps: int = 25
