@@ -50,8 +50,9 @@ def readouts(model: torch.nn.Module, texts: list[str], tokenizer) -> dict[str, n
             batch = tokenizer(texts[start:start + 64], truncation=True, max_length=48, padding=True,
                               return_tensors="pt")
             hidden = model.base_model(**batch, output_hidden_states=True).hidden_states
-            row = {f"layer-{k}": masked_mean(states, batch["attention_mask"]).numpy() for k, states in enumerate(hidden)}
-            padding = batch["attention_mask"].unsqueeze(-1) == 0
+            mask = batch["attention_mask"]
+            row = {f"layer-{k}": masked_mean(states, mask).numpy() for k, states in enumerate(hidden)}
+            padding = mask.unsqueeze(-1) == 0
             row["cls"] = hidden[-1][:, 0].numpy()
             row["max-pool"] = hidden[-1].masked_fill(padding, float("-inf")).amax(1).numpy()
             rows.append(row)

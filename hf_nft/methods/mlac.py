@@ -148,8 +148,8 @@ class Mlac(ProtectionMethod):
 
     def settings(self) -> dict[str, Any]:
         keys = ("inner_steps", "adversary_batch_sizes", "query_batch_size", "mlac_harmful_weight",
-                "mlac_linear_weight", "mlac_distill_weight", "mlac_adversary_optimizer", "mlac_adversary_lr", "mlac_meta_lr",
-                "mlac_adapt_encoder", "mlac_second_order", "learning_rate", "max_grad_norm", "max_steps")
+                "mlac_linear_weight", "mlac_distill_weight", "mlac_adversary_optimizer", "mlac_adversary_lr",
+                "mlac_meta_lr", "mlac_adapt_encoder", "mlac_second_order", "learning_rate", "max_grad_norm", "max_steps")
         approximation = "second-order" if self.args.mlac_second_order else "first-order (FOMAML approximation)"
         return {"method": self.name, "meta_gradient": approximation, "mlac_readout_layers": self.readout_layers(),
                 **{key: getattr(self.args, key) for key in keys}}
