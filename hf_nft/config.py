@@ -84,7 +84,8 @@ class NFTConfig(TrainingArguments):
     )
     head_reset_probability: float = field(
         default=0.5,
-        metadata={"help": "Probability that a simulated adversary re-initialises the classification head first."},
+        metadata={"help": "Probability that a simulated adversary re-initialises the classification head first "
+                          "(sophon_diffusion: the UNet's output norm and convolution)."},
     )
     query_batch_size: int = field(
         default=32, metadata={"help": "Restricted examples on which each simulated step's NFT loss is evaluated."}

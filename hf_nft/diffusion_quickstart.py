@@ -69,7 +69,8 @@ def protection_config(output_dir: str | Path, fast: bool = False, seed: int = 0,
         diffusion_suppression_max_timestep=SUPPRESSION_MAX_TIMESTEP, diffusion_ntr_distillation=1.0,
         learning_rate=5e-4, lr_scheduler_type="constant", per_device_train_batch_size=32,
         remove_unused_columns=False, seed=seed, inner_steps=2 if fast else 8, fts_steps=1, ntr_steps=1,
-        adversary_pool=["adam:0.001"], adversary_batch_sizes=[32], query_batch_size=16, guard_every=0, logging_steps=max(1, steps // 40),
+        adversary_pool=["adam:0.001"], adversary_batch_sizes=[32], head_reset_probability=0.0, query_batch_size=16,
+        guard_every=0, logging_steps=max(1, steps // 40),
         diffusion_train_timesteps=DEFAULT_TRAIN_TIMESTEPS, diffusion_beta_schedule=DEFAULT_BETA_SCHEDULE,
     )
     values.update(overrides)

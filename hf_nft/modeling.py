@@ -33,11 +33,19 @@ def head_parameter_names(model: nn.Module) -> set[str]:
 
 
 @torch.no_grad()
-def fresh_head_parameters(model: nn.Module, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """New values for the head's parameters, drawn as ``nn.Linear.reset_parameters`` would (model untouched)."""
-    prefix, head = classifier_head(model)
-    bound = 1.0 / head.in_features**0.5
-    fresh = {f"{prefix}.weight": torch.empty_like(head.weight).uniform_(-bound, bound, generator=generator)}
-    if head.bias is not None:
-        fresh[f"{prefix}.bias"] = torch.empty_like(head.bias).uniform_(-bound, bound, generator=generator)
-    return fresh
+def fresh_layer_parameters(prefix: str, layer: nn.Module,
+                           generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """New values for a layer's parameters as its ``reset_parameters`` would draw them (the layer is untouched):
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for a linear or convolution layer, ones and zeros for a norm layer."""
+    if isinstance(layer, nn.Linear | nn.modules.conv._ConvNd):
+        bound = 1.0 / layer.weight[0].numel() ** 0.5
+        fresh = {"weight": torch.empty_like(layer.weight).uniform_(-bound, bound, generator=generator)}
+        if layer.bias is not None:
+            fresh["bias"] = torch.empty_like(layer.bias).uniform_(-bound, bound, generator=generator)
+    elif isinstance(layer, nn.GroupNorm | nn.LayerNorm | nn.modules.batchnorm._NormBase):
+        fresh = {"weight": torch.ones_like(layer.weight), "bias": torch.zeros_like(layer.bias)}
+    else:
+        raise ValueError(f"Cannot re-initialise {prefix!r}: {type(layer).__name__} is not a linear, convolution or "
+                         "norm layer.")
+    return {f"{prefix}.{name}": value for name, value in fresh.items()}
+

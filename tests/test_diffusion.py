@@ -33,6 +33,7 @@ from hf_nft.diffusion.evaluation import denoising_score
 from hf_nft.diffusion.sampling import generate, tile
 from hf_nft.diffusion.training import save_pipeline, small_unet
 from hf_nft.methods._simulation import AdversaryStrategy, FineTuningSimulation
+from hf_nft.methods.sophon_diffusion import SophonDiffusion
 
 TINY = (8, 16)
 
@@ -90,7 +91,7 @@ def test_noising_follows_the_schedule_and_fixed_batches_repeat():
         batch_loss(denoising_mse, lambda b: None, {"images": x}, scheduler)
 
 
-def test_simulation_on_a_tiny_unet_gives_a_meta_gradient_and_never_resets_a_head():
+def test_simulation_on_a_tiny_unet_gives_a_meta_gradient_and_resets_only_named_output_layers():
     model = small_unet(widths=TINY)
     before = {name: value.clone() for name, value in model.state_dict().items()}
     scheduler = make_scheduler(100)
@@ -99,7 +100,7 @@ def test_simulation_on_a_tiny_unet_gives_a_meta_gradient_and_never_resets_a_head
     suppression = lambda forward, batch: batch_loss(dos_loss, forward, batch, scheduler, generator)
     stream = iter([{"pixel_values": images(12, seed=s)[:]["pixel_values"]} for s in range(10)])
     simulation = FineTuningSimulation(model, adversary, suppression)
-    assert simulation.head_names == set()
+    assert simulation.head_layers == []
     result = simulation.run(AdversaryStrategy("adam", 1e-2, 8, reset_head=False), stream, steps=3, query_size=4)
     assert len(result.suppression_losses) == 4 and len(result.adversary_losses) == 3
     norm = sum(float(g.norm()) ** 2 for g in result.meta_gradients.values()) ** 0.5
@@ -109,6 +110,18 @@ def test_simulation_on_a_tiny_unet_gives_a_meta_gradient_and_never_resets_a_head
         assert torch.equal(value, before[name]), name
     with pytest.raises(ValueError, match="no classification head"):
         simulation.run(AdversaryStrategy("adam", 1e-2, 8, reset_head=True), stream, steps=1, query_size=4)
+    output = FineTuningSimulation(model, adversary, suppression, head_layers=SophonDiffusion.head_layers)
+    reset = output.run(AdversaryStrategy("sgd", 1e-12, 8, reset_head=True), stream, steps=1, query_size=4,
+                       generator=torch.Generator().manual_seed(0))
+    assert len(reset.suppression_losses) == 3  # released weights, then the reset start and one step
+    changed = {n for n, p in model.named_parameters() if not torch.allclose(reset.adapted_parameters[n], p, atol=1e-9)}
+    assert changed == {"conv_out.weight", "conv_out.bias"}  # a new UNet's output norm is already ones and zeros
+    assert torch.equal(reset.adapted_parameters["conv_norm_out.weight"], torch.ones_like(model.conv_norm_out.weight))
+    bound = 1 / model.conv_out.weight[0].numel() ** 0.5
+    assert float(reset.adapted_parameters["conv_out.weight"].abs().max()) <= bound
+    with pytest.raises(ValueError, match="no layer named"):
+        FineTuningSimulation(model, adversary, suppression, head_layers=["conv_missing"]).run(
+            AdversaryStrategy("sgd", 1e-12, 8, reset_head=True), stream, steps=1, query_size=4)
 
 
 @pytest.mark.parametrize("nft_loss", ["dos", "mse_ascent", "bounded_ascent"])

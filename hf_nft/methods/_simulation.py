@@ -10,7 +10,7 @@ its start, is accumulated and returned for the caller to apply to the real weigh
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from torch import nn
 from torch.func import functional_call
 
 from hf_nft.config import parse_adversary
-from hf_nft.modeling import fresh_head_parameters, head_parameter_names
+from hf_nft.modeling import classifier_head, fresh_layer_parameters
 from hf_nft.optimizers import build_optimizer
 
 Batch = dict[str, Any]
@@ -83,14 +83,16 @@ class FineTuningSimulation:
     """Simulates an adversary fine-tuning ``model`` on restricted batches and scores the trajectory.
 
     ``adversary_loss`` is what the adversary minimises (e.g. cross-entropy); ``suppression_loss`` is the
-    non-fine-tunable loss the protection wants low at every point of the trajectory.
+    non-fine-tunable loss the protection wants low at every point of the trajectory. ``head_layers`` names the
+    layers an adversary with ``reset_head`` re-initialises (default: the classification head, if the model has one).
     """
 
-    def __init__(self, model: nn.Module, adversary_loss: BatchLoss, suppression_loss: BatchLoss) -> None:
+    def __init__(self, model: nn.Module, adversary_loss: BatchLoss, suppression_loss: BatchLoss,
+                 head_layers: Sequence[str] | None = None) -> None:
         self.model = model
         self.adversary_loss = adversary_loss
         self.suppression_loss = suppression_loss
-        self.head_names = _head_names(model)
+        self.head_layers = _default_head_layers(model) if head_layers is None else list(head_layers)
 
     def _forward(self, tensors: dict[str, torch.Tensor], training: bool) -> Forward:
         def forward(batch: Batch) -> Any:
@@ -143,12 +145,13 @@ class FineTuningSimulation:
             terms.append(loss)
 
         if strategy.reset_head:
-            if not self.head_names:
+            if not self.head_layers:
                 raise ValueError(f"{type(self.model).__name__} has no classification head to reset: simulate "
                                  "its adversaries with head_reset_probability=0.")
             score(self._query(next(batches), query_size), skip=set())  # the released weights, own head
+            modules = dict(self.model.named_modules())
             with torch.no_grad():
-                for name, value in fresh_head_parameters(self.model, generator).items():
+                for name, value in _fresh_values(modules, self.head_layers, generator).items():
                     if name in fast:
                         fast[name].copy_(value)
                         reset_names.add(name)
@@ -205,10 +208,18 @@ class FineTuningSimulation:
         return slice_batch(batch, max(0, size - query_size), size)
 
 
-def _head_names(model: nn.Module) -> set[str]:
-    """The classification head's parameter names; empty for a model without one (e.g. a diffusion UNet, whose
-    simulated adversaries cannot reset a head)."""
+def _default_head_layers(model: nn.Module) -> list[str]:
+    """The classification head's name; empty for a model without one."""
     try:
-        return head_parameter_names(model)
+        return [classifier_head(model)[0]]
     except ValueError:
-        return set()
+        return []
+
+
+def _fresh_values(modules: dict[str, nn.Module], layers: list[str],
+                  generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """Freshly initialised values for the parameters of the named layers."""
+    missing = [name for name in layers if name not in modules]
+    if missing:
+        raise ValueError(f"The model has no layer named {missing}; cannot re-initialise it.")
+    return {key: value for name in layers for key, value in fresh_layer_parameters(name, modules[name], generator).items()}

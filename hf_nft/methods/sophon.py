@@ -51,6 +51,9 @@ class Sophon(ProtectionMethod):
                 "max_grad_norm", "max_steps")
         return {"method": self.name, **{key: getattr(self.args, key) for key in keys}}
 
+    # The layers a simulated adversary with ``reset_head`` re-initialises; None: the classification head.
+    head_layers: tuple[str, ...] | None = None
+
     def is_suppression_step(self) -> bool:
         """Whether the current optimizer step is an FTS step of the alternation cycle."""
         cycle = self.args.fts_steps + self.args.ntr_steps
@@ -74,7 +77,8 @@ class Sophon(ProtectionMethod):
         unwrapped = self.trainer.accelerator.unwrap_model(model)
         if self._batches is None:
             self._batches = self.trainer.restricted_batches()
-        simulation = FineTuningSimulation(unwrapped, self.adversary_loss, self._nft_loss_of_batch)
+        simulation = FineTuningSimulation(unwrapped, self.adversary_loss, self._nft_loss_of_batch,
+                                          head_layers=self.head_layers)
         strategy = self.pool.sample()
         result = simulation.run(strategy, self._batches, self.args.inner_steps, self.args.query_batch_size,
                                 self._generator)

@@ -11,8 +11,10 @@ suppressing there costs the original domain). NTR is the denoising loss on origi
 ``diffusion_ntr_distillation`` times the MSE to the noise prediction of the model as it was given to the trainer
 (a low-variance pull towards the original behaviour); the last ``diffusion_final_ntr_steps`` steps are NTR only,
 with the learning rate annealed linearly to ``diffusion_final_ntr_learning_rate`` when it is set.
-A UNet has no classification head,
-so the simulated adversaries never reset one (``head_reset_probability`` does not apply). The collapse guard
+A UNet has no classification head; with probability ``head_reset_probability`` a simulated adversary
+re-initialises the UNet's output layers instead (``conv_norm_out`` and ``conv_out``: an attacker who suspects the
+protection sits in the layer that scales the noise prediction resets it), so the protection cannot live there
+alone. The collapse guard
 measures classification accuracy and is not used (``guard_every`` must be 0 when an ``eval_dataset`` is given).
 """
 
@@ -34,7 +36,7 @@ from hf_nft.diffusion.denoising import (
     nft_loss_function,
     predict_noise,
 )
-from hf_nft.methods._simulation import AdversaryPool, Batch, Forward
+from hf_nft.methods._simulation import Batch, Forward
 from hf_nft.methods.sophon import Sophon
 from hf_nft.registry import METHODS
 
@@ -44,10 +46,10 @@ class SophonDiffusion(Sophon):
     """SOPHON's diffusion mode (Deng et al., IEEE S&P 2024), first-order, for ``diffusers`` ``UNet2DModel``."""
 
     name = "sophon_diffusion"
+    head_layers = ("conv_norm_out", "conv_out")
 
     def __init__(self, trainer: Any) -> None:
         super().__init__(trainer)
-        self.pool = AdversaryPool(self.args.adversary_pool, self.args.adversary_batch_sizes, 0.0, seed=self.args.seed)
         self.scheduler = make_scheduler(self.args.diffusion_train_timesteps, self.args.diffusion_beta_schedule)
         self.diffusion_nft_loss = nft_loss_function(self.args.diffusion_nft_loss, self.args.diffusion_nft_bound)
         self.suppression_max_timestep = self.args.diffusion_suppression_max_timestep or None
@@ -75,7 +77,8 @@ class SophonDiffusion(Sophon):
         keys = ("diffusion_nft_loss", "diffusion_nft_bound", "diffusion_suppression_max_timestep",
                 "diffusion_ntr_distillation", "diffusion_final_ntr_steps", "diffusion_final_ntr_learning_rate",
                 "diffusion_train_timesteps",
-                "diffusion_beta_schedule", "alpha", "beta", "fts_steps", "ntr_steps", "inner_steps", "adversary_pool", "adversary_batch_sizes",
+                "diffusion_beta_schedule", "alpha", "beta", "fts_steps", "ntr_steps", "inner_steps", "adversary_pool",
+                "adversary_batch_sizes", "head_reset_probability",
                 "query_batch_size", "learning_rate", "max_grad_norm", "max_steps")
         return {"method": self.name, **{key: getattr(self.args, key) for key in keys}}
 
