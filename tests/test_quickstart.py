@@ -41,3 +41,9 @@ def test_outputs_are_a_plain_transformers_model_a_card_and_a_plot(quickstart_dir
     assert (quickstart_dir / "curves.png").stat().st_size > 1000
     timings = json.loads((quickstart_dir / "timings.json").read_text())
     assert timings["seconds"]["total"] > 0 and timings["checks"]
+
+
+def test_quickstart_rejects_a_thread_count_below_one(tmp_path):
+    with pytest.raises(SystemExit, match="--threads must be at least 1"):
+        main(["quickstart", "--threads", "0", "--output", str(tmp_path)])
+    assert not any(tmp_path.iterdir())

@@ -13,6 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--suite", default=None, help="Attack suite (default: 'default', or 'quick' with --fast).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default 1: for these small models one thread is faster than "
+                        "two busy ones; use 2 on an otherwise idle 2-core machine for the text and diffusion modes).")
     parser.add_argument("--mode", choices=("sophon", "map", "diffusion", "text", "encoderlock"), default="sophon",
                         help="sophon: protect against fine-tuning (default); map: mask-prune the model (MAP), "
                         "written under OUTPUT/map-SETTING (reusing OUTPUT/unprotected when it exists); diffusion: "
@@ -32,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
 
     from hf_nft.quickstart import run_quickstart
 
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be at least 1, got {args.threads}.")
     if not torch.cuda.is_available():
-        torch.set_num_threads(1)  # small models: one thread is faster than two busy ones on a small CPU
+        torch.set_num_threads(args.threads)
     if args.mode == "text":  # issue 5: MLAC task blocking on MiniLM
         from hf_nft.text_quickstart import print_text_result, run_text_quickstart
 
