@@ -1,4 +1,4 @@
-"""Model introspection shared by methods and attacks: the classification head and its label count."""
+"""Model introspection shared by methods and attacks: the classification head, and fresh values for a layer."""
 
 from __future__ import annotations
 
@@ -26,12 +26,6 @@ def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:
     return found[-1]
 
 
-def head_parameter_names(model: nn.Module) -> set[str]:
-    """Names (as in ``model.named_parameters()``) of the classification head's parameters."""
-    prefix, head = classifier_head(model)
-    return {f"{prefix}.{name}" for name, _ in head.named_parameters()}
-
-
 @torch.no_grad()
 def fresh_layer_parameters(prefix: str, layer: nn.Module,
                            generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -43,9 +37,9 @@ def fresh_layer_parameters(prefix: str, layer: nn.Module,
         if layer.bias is not None:
             fresh["bias"] = torch.empty_like(layer.bias).uniform_(-bound, bound, generator=generator)
     elif isinstance(layer, nn.GroupNorm | nn.LayerNorm | nn.modules.batchnorm._NormBase):
-        fresh = {"weight": torch.ones_like(layer.weight), "bias": torch.zeros_like(layer.bias)}
+        affine = layer.weight is not None  # a norm layer without an affine part has nothing to reset
+        fresh = {"weight": torch.ones_like(layer.weight), "bias": torch.zeros_like(layer.bias)} if affine else {}
     else:
         raise ValueError(f"Cannot re-initialise {prefix!r}: {type(layer).__name__} is not a linear, convolution or "
                          "norm layer.")
     return {f"{prefix}.{name}": value for name, value in fresh.items()}
-

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from hf_nft.losses import kl_uniform
 from hf_nft.methods._simulation import AdversaryPool, AdversaryStrategy, FineTuningSimulation, slice_batch
+from hf_nft.modeling import fresh_layer_parameters
 from hf_nft.optimizers import build_optimizer
 
 from conftest import image_dataset, tiny_resnet
@@ -100,3 +101,21 @@ def test_adversary_pool_samples_every_entry_and_respects_probabilities():
     assert not any(d.reset_head for d in draws)
     always = AdversaryPool(["sgd:0.1"], [8], head_reset_probability=1.0)
     assert all(always.sample().reset_head for _ in itertools.repeat(None, 20))
+
+
+def test_fresh_layer_parameters_draw_like_reset_parameters_and_reject_other_layers():
+    generator = torch.Generator().manual_seed(0)
+    linear = fresh_layer_parameters("head", torch.nn.Linear(16, 3), generator)
+    assert set(linear) == {"head.weight", "head.bias"}
+    assert float(linear["head.weight"].abs().max()) <= 1 / 16**0.5
+    conv = fresh_layer_parameters("out", torch.nn.Conv2d(8, 1, 3), generator)
+    assert conv["out.weight"].shape == (1, 8, 3, 3)
+    assert 0.8 / 72**0.5 < float(conv["out.weight"].abs().max()) <= 1 / 72**0.5  # fan_in = 8 * 3 * 3
+    norm = torch.nn.GroupNorm(2, 8)
+    with torch.no_grad():
+        norm.weight.mul_(5)
+    fresh = fresh_layer_parameters("norm", norm)
+    assert torch.equal(fresh["norm.weight"], torch.ones(8)) and torch.equal(fresh["norm.bias"], torch.zeros(8))
+    assert fresh_layer_parameters("norm", torch.nn.GroupNorm(2, 8, affine=False)) == {}
+    with pytest.raises(ValueError, match="not a linear, convolution or norm layer"):
+        fresh_layer_parameters("embed", torch.nn.Embedding(4, 2))

@@ -222,4 +222,7 @@ def _fresh_values(modules: dict[str, nn.Module], layers: list[str],
     missing = [name for name in layers if name not in modules]
     if missing:
         raise ValueError(f"The model has no layer named {missing}; cannot re-initialise it.")
-    return {key: value for name in layers for key, value in fresh_layer_parameters(name, modules[name], generator).items()}
+    fresh: dict[str, torch.Tensor] = {}
+    for name in layers:
+        fresh.update(fresh_layer_parameters(name, modules[name], generator))
+    return fresh

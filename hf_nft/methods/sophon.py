@@ -28,6 +28,8 @@ class Sophon(ProtectionMethod):
     """SOPHON (Deng et al., IEEE S&P 2024), first-order, for ``AutoModelFor*Classification`` models."""
 
     name = "sophon"
+    # The layers a simulated adversary with ``reset_head`` re-initialises; None: the classification head.
+    head_layers: tuple[str, ...] | None = None
 
     def __init__(self, trainer: Any) -> None:
         super().__init__(trainer)
@@ -50,9 +52,6 @@ class Sophon(ProtectionMethod):
                 "adversary_batch_sizes", "head_reset_probability", "query_batch_size", "learning_rate",
                 "max_grad_norm", "max_steps")
         return {"method": self.name, **{key: getattr(self.args, key) for key in keys}}
-
-    # The layers a simulated adversary with ``reset_head`` re-initialises; None: the classification head.
-    head_layers: tuple[str, ...] | None = None
 
     def is_suppression_step(self) -> bool:
         """Whether the current optimizer step is an FTS step of the alternation cycle."""
