@@ -62,10 +62,11 @@ def output_readout_residual(model: nn.Module, images: torch.Tensor, method: Soph
     finally:
         hook.remove()
     body, norm = captured["body"], model.conv_norm_out
-    starts = {"released": [F.silu(norm(body))],
-              "reset": [F.silu(F.group_norm(body, norm.num_groups, eps=norm.eps))]}
-    starts["both"] = starts["released"] + starts["reset"]
-    chosen = starts[OPTIONS["features"]]
+    chosen = []
+    if OPTIONS["features"] in ("released", "both"):
+        chosen.append(F.silu(norm(body)))
+    if OPTIONS["features"] in ("reset", "both"):
+        chosen.append(F.silu(F.group_norm(body, norm.num_groups, eps=norm.eps)))
     return sum(ridge_readout_residual(x, noise, model.conv_out.kernel_size[0]) for x in chosen) / len(chosen)
 
 
@@ -85,6 +86,7 @@ class SophonDiffusionBodyReadout(SophonDiffusion):
 
 
 def attack_specs() -> list[AttackSpec]:
+    """Adam 1e-3 (the quickstart's attack), LoRA (Adam 3e-3) and Adam 3e-4: 150 steps at batch 32."""
     common = {"kind": "diffusion_finetune", "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32,
               "steps": 150, "eval_every": 50}
     return [AttackSpec(**{**common, "name": "adam_1e-3"}),
@@ -93,6 +95,7 @@ def attack_specs() -> list[AttackSpec]:
 
 
 def main() -> None:
+    """Protect with the chosen change, attack, print one table per model."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("quickstart", type=Path, help="The diffusion quickstart's output folder.")
     parser.add_argument("--reset", type=float, default=0.0)
