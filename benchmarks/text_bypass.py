@@ -8,6 +8,8 @@ prints the harmful-task (review sentiment) accuracy on the class-balanced test e
 - ``layer-k-probe``: a logistic regression (scikit-learn, L2, C=1) on the *standardised* mean token state of
   layer k = 0 (the embeddings' output) .. 6: every read-out, including ones MLAC's readout term never measured
   (layer 0), and scaled so that information kept in low-variance directions counts as much as any other;
+- ``layer-0-mlp-probe``: a one-hidden-layer MLP (scikit-learn, 128 units, L2) on the standardised mean token of
+  the embeddings' output: a non-linear read-out of what a linear erasure of the word embeddings might leave;
 - ``cls-probe`` and ``max-pool-probe``: the same probe on the last layer's ``[CLS]`` token state and on the
   element-wise maximum over tokens: read-outs other than the mean token the readout term measured;
 - ``reinit-top-2``: the top two transformer layers re-initialised, then full fine-tuning (Adam 1e-4, 30 steps,
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
@@ -94,6 +97,10 @@ def main() -> None:
             for readout, x_train in readouts(model, subset[:]["text"], tokenizer).items():
                 probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x_train, y_train)
                 results[name][f"{readout}-probe@{budget}"] = float(probe.score(x_test[readout], y_test))
+                if readout == "layer-0":
+                    mlp = make_pipeline(StandardScaler(), MLPClassifier((128,), alpha=1.0, max_iter=2000,
+                                                                        random_state=args.seed)).fit(x_train, y_train)
+                    results[name][f"layer-0-mlp-probe@{budget}"] = float(mlp.score(x_test[readout], y_test))
             source = None if name == "scratch" else model
             for label, attacked, rate, steps in (
                     ("reinit-top-2", reinit_top(_harmful_classifier(source, args.seed), 2), 1e-4, 30),

@@ -244,6 +244,11 @@ class NFTConfig(TrainingArguments):
     mlac_harmful_labels: int | None = field(
         default=None, metadata={"help": "MLAC: harmful-task class count (default: from restricted_dataset)."}
     )
+    mlac_erasure_rounds: int = field(
+        default=8,
+        metadata={"help": "MLAC: rounds of nullspace projection that erase the harmful task's directions from the "
+                  "word embeddings before blocking (kept erased while training; 0 turns it off)."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -337,6 +342,8 @@ class NFTConfig(TrainingArguments):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.mlac_harmful_labels is not None and self.mlac_harmful_labels < 2:
             raise ValueError(f"mlac_harmful_labels must be at least 2, got {self.mlac_harmful_labels}.")
+        if self.mlac_erasure_rounds < 0:
+            raise ValueError(f"mlac_erasure_rounds must be non-negative, got {self.mlac_erasure_rounds}.")
 
     @property
     def restricted_batch_size(self) -> int:

@@ -44,13 +44,13 @@ def test_blocked_tiny_bert_is_worse_than_unprotected_on_the_harmful_task_after_t
                                                       num_train_epochs=6, **common),
             train_dataset=d_train, data_collator=collator).train()
 
-    def protect(harmful_weight):
+    def protect(harmful_weight):  # MLAC's learned terms alone: the embedding erasure is tested on its own
         model = tiny_bert_classifier(len(tokenizer), num_labels=2, hidden_size=32)
         model.load_state_dict(unprotected.state_dict())
         args = NFTConfig(output_dir=str(tmp_path / "blocked"), nft_method="mlac", learning_rate=1e-3, max_steps=60,
                          inner_steps=2, adversary_batch_sizes=[16], query_batch_size=16, mlac_adversary_lr=3e-3,
                          mlac_harmful_weight=harmful_weight, mlac_linear_weight=0.15 * harmful_weight,
-                         mlac_distill_weight=1.0, guard_every=0,
+                         mlac_distill_weight=1.0, mlac_erasure_rounds=0, guard_every=0,
                          **common)
         NFTTrainer(model=model, args=args, train_dataset=d_train, restricted_dataset=h_train,
                    data_collator=collator, processing_class=tokenizer).train()

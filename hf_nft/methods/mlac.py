@@ -37,11 +37,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import SequentialSampler
+from transformers import TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hf_nft.data import num_labels
 from hf_nft.methods._simulation import AdversaryStrategy, Batch, FineTuningSimulation, Forward
 from hf_nft.methods.base import ProtectionMethod, check_labelled_dataset
+from hf_nft.methods.embedding_erasure import EmbeddingEraser, input_embedding_layers
 from hf_nft.modeling import classifier_head
 from hf_nft.registry import METHODS
 from hf_nft.text_pooling import masked_mean
@@ -120,6 +123,8 @@ class Mlac(ProtectionMethod):
         self._head_init: dict[str, nn.Parameter] = {}
         self._meta_optimizer: torch.optim.Optimizer | None = None
         self._teacher: nn.Module | None = None
+        self.eraser: EmbeddingEraser | None = None
+        trainer.add_callback(_ErasureHooks(self))
 
     def validate(self) -> None:
         model = self.trainer.model
@@ -136,6 +141,8 @@ class Mlac(ProtectionMethod):
         wrong = [layer for layer in self.args.mlac_readout_layers or () if not 0 <= layer <= depth]
         if wrong:
             raise ValueError(f"mlac_readout_layers {wrong} do not exist: the encoder has hidden states 0..{depth}.")
+        if self.args.mlac_erasure_rounds:
+            input_embedding_layers(model.base_model)
 
     def readout_layers(self) -> list[int]:
         """The hidden states the readout term measures (``mlac_readout_layers``, else every transformer layer)."""
@@ -149,7 +156,7 @@ class Mlac(ProtectionMethod):
     def settings(self) -> dict[str, Any]:
         keys = ("inner_steps", "adversary_batch_sizes", "query_batch_size", "mlac_harmful_weight",
                 "mlac_linear_weight", "mlac_distill_weight", "mlac_adversary_optimizer", "mlac_adversary_lr",
-                "mlac_meta_lr", "mlac_adapt_encoder", "mlac_second_order", "learning_rate", "max_grad_norm", "max_steps")
+                "mlac_meta_lr", "mlac_adapt_encoder", "mlac_second_order", "mlac_erasure_rounds", "learning_rate", "max_grad_norm", "max_steps")
         approximation = "second-order" if self.args.mlac_second_order else "first-order (FOMAML approximation)"
         return {"method": self.name, "meta_gradient": approximation, "mlac_readout_layers": self.readout_layers(),
                 **{key: getattr(self.args, key) for key in keys}}
@@ -157,6 +164,18 @@ class Mlac(ProtectionMethod):
     def adversary_learning_rate(self) -> float:
         """The meta-learned learning rate of the simulated adversary, as it stands."""
         return math.exp(float(self._log_lr.detach())) if self._log_lr is not None else self.args.mlac_adversary_lr
+
+    def begin_training(self) -> None:
+        """Freeze the distillation teacher, then erase the harmful directions from the word embeddings."""
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        if self.args.mlac_distill_weight and self._teacher is None:
+            self._teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        if self.args.mlac_erasure_rounds and self.eraser is None:
+            self.eraser = EmbeddingEraser(model.base_model)
+            loader = self.trainer._get_dataloader(self.trainer.restricted_dataset, "restricted",
+                                                  self.args.per_device_eval_batch_size, sampler_fn=SequentialSampler)
+            batches = [self.trainer._prepare_inputs(batch) for batch in loader]
+            self.eraser.fit(batches, self.args.mlac_erasure_rounds, self.harmful_labels())
 
     def _setup(self, model: nn.Module) -> HarmfulReadout:
         if self._readout is None:
@@ -168,7 +187,7 @@ class Mlac(ProtectionMethod):
             self._meta_optimizer = torch.optim.Adam([self._log_lr, *self._head_init.values()],
                                                     lr=self.args.mlac_meta_lr)
             self._batches = self.trainer.restricted_batches()
-            if self.args.mlac_distill_weight:
+            if self.args.mlac_distill_weight and self._teacher is None:
                 self._teacher = copy.deepcopy(model).eval().requires_grad_(False)
         with torch.no_grad():
             for name, value in self._head_init.items():
@@ -258,6 +277,20 @@ class Mlac(ProtectionMethod):
         values = torch.stack([fisher_separability(layer, batch["labels"], self.harmful_labels())
                               for layer in features])
         return values.log1p().mean(), values.mean().item()
+
+
+class _ErasureHooks(TrainerCallback):
+    """Runs :meth:`Mlac.begin_training` as training starts and keeps the erased directions out after every step."""
+
+    def __init__(self, method: Mlac) -> None:
+        self.method = method
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.method.begin_training()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.method.eraser is not None:
+            self.method.eraser.erase()
 
 
 def _inputs(batch: Batch) -> dict[str, torch.Tensor]:
