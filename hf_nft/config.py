@@ -249,6 +249,15 @@ class NFTConfig(TrainingArguments):
         metadata={"help": "MLAC: rounds of nullspace projection that erase the harmful task's directions from the "
                   "word embeddings before blocking (kept erased while training; 0 turns it off)."},
     )
+    mlac_prune_fraction: float = field(
+        default=0.0,
+        metadata={"help": "MLAC: fraction of the feed-forward units of each layer in mlac_prune_layers to zero "
+                  "before blocking, those whose activation tracks the harmful labels most (0 turns it off)."},
+    )
+    mlac_prune_layers: list[int] | None = field(
+        default=None,
+        metadata={"help": "MLAC: transformer layers (0-based) whose feed-forward units are pruned (default all)."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -344,6 +353,8 @@ class NFTConfig(TrainingArguments):
             raise ValueError(f"mlac_harmful_labels must be at least 2, got {self.mlac_harmful_labels}.")
         if self.mlac_erasure_rounds < 0:
             raise ValueError(f"mlac_erasure_rounds must be non-negative, got {self.mlac_erasure_rounds}.")
+        if not 0 <= self.mlac_prune_fraction < 1:
+            raise ValueError(f"mlac_prune_fraction must be in [0, 1), got {self.mlac_prune_fraction}.")
 
     @property
     def restricted_batch_size(self) -> int:

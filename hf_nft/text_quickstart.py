@@ -51,6 +51,11 @@ class TextQuickstartSettings:
     harmful_weight: float = 1.0
     readout_weight: float = 0.1
     distill_weight: float = 1.0
+    erasure_rounds: int = 8
+    # Feed-forward units pruned in transformer layers 1-3, whose outputs (hidden states 2-4) decoded the task
+    # again from the erased embeddings.
+    prune_fraction: float = 0.15
+    prune_layers: list[int] = field(default_factory=lambda: [1, 2, 3])
     budgets: list[int] = field(default_factory=lambda: [20, 60, 200])
     attack_steps: int = 25
     tuned_trials: int = 2
@@ -147,6 +152,8 @@ def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, p
                      max_steps=settings.mlac_steps, inner_steps=settings.inner_steps, adversary_batch_sizes=[16],
                      mlac_adversary_lr=settings.adversary_learning_rate, mlac_harmful_weight=settings.harmful_weight,
                      mlac_linear_weight=settings.readout_weight, mlac_distill_weight=settings.distill_weight,
+                     mlac_erasure_rounds=settings.erasure_rounds, mlac_prune_fraction=settings.prune_fraction,
+                     mlac_prune_layers=settings.prune_layers,
                      query_batch_size=16, guard_every=0, max_grad_norm=1.0, **common)
     trainer = NFTTrainer(model=blocked, args=args, train_dataset=block_desired, restricted_dataset=block_pool,
                          data_collator=collator, processing_class=tokenizer)

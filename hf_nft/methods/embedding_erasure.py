@@ -10,7 +10,7 @@ blocking texts only move the rows of the words those texts contain; held-out tex
 of the harmful labels (one per class, spanning the ``C - 1`` between-class directions), map them through the
 embeddings' LayerNorm gain into the word-embedding space, project them out of the whole matrix, and repeat on
 the erased embeddings. The removed component of each word is lost, not hidden (a projection is not invertible);
-:meth:`EmbeddingEraser.erase` re-applies the projection, so training keeps the rows in the erased subspace's
+:meth:`EmbeddingEraser.apply` re-applies the projection, so training keeps the rows in the erased subspace's
 complement.
 """
 
@@ -76,7 +76,7 @@ class EmbeddingEraser:
                 labels = torch.cat([batch["labels"] for batch in batches])
                 directions = discriminant_directions(features, labels, classes)
                 self._add(self._to_word_space(directions))
-                self.erase()
+                self.apply()
         finally:
             self.embeddings.train(was_training)
 
@@ -103,7 +103,7 @@ class EmbeddingEraser:
         self.basis = torch.cat([self.basis, kept])
 
     @torch.no_grad()
-    def erase(self) -> None:
+    def apply(self) -> None:
         """Project the erased directions out of every word embedding (in place)."""
         if len(self.basis):
             weight = self.words.weight

@@ -45,6 +45,7 @@ from hf_nft.data import num_labels
 from hf_nft.methods._simulation import AdversaryStrategy, Batch, FineTuningSimulation, Forward
 from hf_nft.methods.base import ProtectionMethod, check_labelled_dataset
 from hf_nft.methods.embedding_erasure import EmbeddingEraser, input_embedding_layers
+from hf_nft.methods.unit_pruning import FeedForwardPruner, feed_forward_layers
 from hf_nft.modeling import classifier_head
 from hf_nft.registry import METHODS
 from hf_nft.text_pooling import masked_mean
@@ -124,6 +125,7 @@ class Mlac(ProtectionMethod):
         self._meta_optimizer: torch.optim.Optimizer | None = None
         self._teacher: nn.Module | None = None
         self.eraser: EmbeddingEraser | None = None
+        self.pruner: FeedForwardPruner | None = None
         trainer.add_callback(_ErasureHooks(self))
 
     def validate(self) -> None:
@@ -143,11 +145,19 @@ class Mlac(ProtectionMethod):
             raise ValueError(f"mlac_readout_layers {wrong} do not exist: the encoder has hidden states 0..{depth}.")
         if self.args.mlac_erasure_rounds:
             input_embedding_layers(model.base_model)
+        if self.args.mlac_prune_fraction:
+            FeedForwardPruner(model.base_model, self.prune_layers(), self.args.mlac_prune_fraction)
 
     def readout_layers(self) -> list[int]:
         """The hidden states the readout term measures (``mlac_readout_layers``, else every transformer layer)."""
         depth = self.trainer.model.base_model.config.num_hidden_layers
         return list(self.args.mlac_readout_layers or range(1, depth + 1))
+
+    def prune_layers(self) -> list[int]:
+        """The transformer layers whose feed-forward units are pruned (``mlac_prune_layers``, else all)."""
+        if self.args.mlac_prune_layers is not None:
+            return list(self.args.mlac_prune_layers)
+        return list(range(len(feed_forward_layers(self.trainer.model.base_model))))
 
     def harmful_labels(self) -> int:
         """Number of harmful-task classes (``mlac_harmful_labels``, else from the restricted dataset)."""
@@ -156,9 +166,11 @@ class Mlac(ProtectionMethod):
     def settings(self) -> dict[str, Any]:
         keys = ("inner_steps", "adversary_batch_sizes", "query_batch_size", "mlac_harmful_weight",
                 "mlac_linear_weight", "mlac_distill_weight", "mlac_adversary_optimizer", "mlac_adversary_lr",
-                "mlac_meta_lr", "mlac_adapt_encoder", "mlac_second_order", "mlac_erasure_rounds", "learning_rate", "max_grad_norm", "max_steps")
+                "mlac_meta_lr", "mlac_adapt_encoder", "mlac_second_order", "mlac_erasure_rounds", "mlac_prune_fraction", "learning_rate", "max_grad_norm", "max_steps")
         approximation = "second-order" if self.args.mlac_second_order else "first-order (FOMAML approximation)"
+        pruned = {"mlac_prune_layers": self.prune_layers()} if self.args.mlac_prune_fraction else {}
         return {"method": self.name, "meta_gradient": approximation, "mlac_readout_layers": self.readout_layers(),
+                **pruned,
                 **{key: getattr(self.args, key) for key in keys}}
 
     def adversary_learning_rate(self) -> float:
@@ -166,16 +178,29 @@ class Mlac(ProtectionMethod):
         return math.exp(float(self._log_lr.detach())) if self._log_lr is not None else self.args.mlac_adversary_lr
 
     def begin_training(self) -> None:
-        """Freeze the distillation teacher, then erase the harmful directions from the word embeddings."""
+        """Freeze the distillation teacher, then erase the harmful directions from the word embeddings and prune
+        the feed-forward units that track the harmful task."""
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         if self.args.mlac_distill_weight and self._teacher is None:
             self._teacher = copy.deepcopy(model).eval().requires_grad_(False)
-        if self.args.mlac_erasure_rounds and self.eraser is None:
-            self.eraser = EmbeddingEraser(model.base_model)
+        if self.eraser is not None or self.pruner is not None:
+            return
+        if self.args.mlac_erasure_rounds or self.args.mlac_prune_fraction:
             loader = self.trainer._get_dataloader(self.trainer.restricted_dataset, "restricted",
                                                   self.args.per_device_eval_batch_size, sampler_fn=SequentialSampler)
             batches = [self.trainer._prepare_inputs(batch) for batch in loader]
+        if self.args.mlac_erasure_rounds:
+            self.eraser = EmbeddingEraser(model.base_model)
             self.eraser.fit(batches, self.args.mlac_erasure_rounds, self.harmful_labels())
+        if self.args.mlac_prune_fraction:
+            self.pruner = FeedForwardPruner(model.base_model, self.prune_layers(), self.args.mlac_prune_fraction)
+            self.pruner.fit(batches, self.harmful_labels())
+
+    def keep_removed(self) -> None:
+        """Re-apply the erasure and the pruning (after an optimizer step)."""
+        for removal in (self.eraser, self.pruner):
+            if removal is not None:
+                removal.apply()
 
     def _setup(self, model: nn.Module) -> HarmfulReadout:
         if self._readout is None:
@@ -280,7 +305,7 @@ class Mlac(ProtectionMethod):
 
 
 class _ErasureHooks(TrainerCallback):
-    """Runs :meth:`Mlac.begin_training` as training starts and keeps the erased directions out after every step."""
+    """Runs :meth:`Mlac.begin_training` as training starts and :meth:`Mlac.keep_removed` after every step."""
 
     def __init__(self, method: Mlac) -> None:
         self.method = method
@@ -289,8 +314,7 @@ class _ErasureHooks(TrainerCallback):
         self.method.begin_training()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.method.eraser is not None:
-            self.method.eraser.erase()
+        self.method.keep_removed()
 
 
 def _inputs(batch: Batch) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
-"""Erasing a task's directions from a text encoder's word embeddings: the directions, the erasure's effect on
-held-out texts, and MLAC keeping them erased while it trains."""
+"""Removing a harmful task from a text encoder before MLAC blocks it: erasing its directions from the word
+embeddings and pruning the feed-forward units that track it; their effect on held-out texts, their errors, and
+MLAC keeping both removed while it trains."""
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from hf_nft import NFTConfig, NFTTrainer
 from hf_nft.data import load_text_domain, per_class_subset, tokenize_text_dataset
 from hf_nft.methods.embedding_erasure import EmbeddingEraser, discriminant_directions
+from hf_nft.methods.unit_pruning import FeedForwardPruner, anova_f
 from hf_nft.text_models import tiny_bert_classifier, word_tokenizer
 from hf_nft.text_pooling import masked_mean
 
@@ -95,14 +97,14 @@ def test_erasure_names_its_problems(genre_encoder):
         NFTConfig(output_dir="/tmp/x", nft_method="mlac", mlac_erasure_rounds=-1)
 
 
-def test_mlac_keeps_the_erased_directions_out_while_it_trains(genre_encoder):
+def test_mlac_keeps_the_erased_directions_and_pruned_units_out_while_it_trains(genre_encoder):
     _, tokenizer, harmful, _ = genre_encoder
     desired = tokenize_text_dataset(load_text_domain("us-politics", "train", task="setting").select(range(48)),
                                     tokenizer, 24)
     args = NFTConfig(output_dir="/tmp/hf_nft_test_erasure", nft_method="mlac", max_steps=3, learning_rate=1e-2,
                      per_device_train_batch_size=8, inner_steps=1, adversary_batch_sizes=[8], query_batch_size=8,
                      report_to=[], use_cpu=True, save_strategy="no", guard_every=0, mlac_erasure_rounds=1,
-                     mlac_distill_weight=1.0)
+                     mlac_prune_fraction=0.25, mlac_prune_layers=[1], mlac_distill_weight=1.0)
     model = tiny_bert_classifier(len(tokenizer), num_labels=2, hidden_size=32)
     start = model.bert.embeddings.word_embeddings.weight.detach().clone()
     trainer = NFTTrainer(model=model, args=args, train_dataset=desired, restricted_dataset=harmful,
@@ -114,4 +116,58 @@ def test_mlac_keeps_the_erased_directions_out_while_it_trains(genre_encoder):
     assert (words @ basis.T).abs().max() < 1e-5  # AdamW's steps did not bring them back
     teacher_words = trainer.method._teacher.bert.embeddings.word_embeddings.weight
     assert torch.equal(teacher_words, start)  # the distillation teacher is the model before the erasure
-    assert trainer.method.settings()["mlac_erasure_rounds"] == 1
+    units = trainer.method.pruner.pruned[1]
+    layer = model.bert.encoder.layer[1]
+    assert list(trainer.method.pruner.pruned) == [1] and len(units) == 16
+    assert layer.intermediate.dense.weight[units].abs().sum() == 0 and layer.output.dense.weight[:, units].abs().sum() == 0
+    settings = trainer.method.settings()
+    assert settings["mlac_erasure_rounds"] == 1 and settings["mlac_prune_layers"] == [1]
+
+
+def test_anova_f_is_large_for_a_unit_that_tracks_the_labels_and_about_one_for_noise():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(4000) % 2
+    units = torch.randn(4000, 3, generator=generator)
+    units[:, 0] += labels
+    scores = anova_f(units, labels, 2)
+    assert scores[0] > 500 and 0.0 < scores[1] < 5 and 0.0 < scores[2] < 5
+
+
+def _genre_copy(genre_encoder):
+    model = type(genre_encoder[0])(genre_encoder[0].config)
+    model.load_state_dict(genre_encoder[0].state_dict())
+    return model
+
+
+def test_pruning_zeroes_the_units_that_track_the_task_and_fine_tuning_cannot_regrow_them(genre_encoder):
+    _, tokenizer, train, _ = genre_encoder
+    model = _genre_copy(genre_encoder)
+    pruner = FeedForwardPruner(model.bert, layers=[0, 1], fraction=0.25)
+    pruner.fit(_batches(train, tokenizer), classes=4)
+    for index, units in pruner.pruned.items():
+        layer = model.bert.encoder.layer[index]
+        assert len(units) == 16  # a quarter of the 64 intermediate units
+        assert layer.intermediate.dense.weight[units].abs().sum() == 0 and layer.intermediate.dense.bias[units].abs().sum() == 0
+        assert layer.output.dense.weight[:, units].abs().sum() == 0
+    model.train()
+    batch = _batches(train, tokenizer)[0]
+    model(**batch).loss.backward()  # an attacker's fine-tuning step: no gradient reaches a pruned unit
+    for index, units in pruner.pruned.items():
+        layer = model.bert.encoder.layer[index]
+        assert layer.intermediate.dense.weight.grad[units].abs().sum() == 0
+        assert layer.output.dense.weight.grad[:, units].abs().sum() == 0
+        assert layer.output.dense.weight.grad.abs().sum() > 0
+
+
+def test_pruning_names_its_problems(genre_encoder):
+    model = genre_encoder[0]
+    with pytest.raises(ValueError, match=r"pruned fraction must be in \(0, 1\)"):
+        FeedForwardPruner(model.bert, [0], 1.0)
+    with pytest.raises(ValueError, match=r"Feed-forward layers \[2\] do not exist: the encoder has layers 0..1"):
+        FeedForwardPruner(model.bert, [0, 2], 0.1)
+    with pytest.raises(ValueError, match="needs a BERT-like encoder"):
+        FeedForwardPruner(torch.nn.Linear(3, 3), [0], 0.1)
+    with pytest.raises(ValueError, match="needs labelled harmful-task batches"):
+        FeedForwardPruner(model.bert, [0], 0.1).fit([], classes=4)
+    with pytest.raises(ValueError, match=r"mlac_prune_fraction must be in \[0, 1\)"):
+        NFTConfig(output_dir="/tmp/x", nft_method="mlac", mlac_prune_fraction=1.0)
