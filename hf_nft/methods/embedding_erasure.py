@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from hf_nft.methods.class_statistics import class_means
 from hf_nft.text_pooling import masked_mean
 
 # The ridge added to the within-class scatter, as a fraction of each feature's own within-class variance: the
@@ -33,7 +33,7 @@ def input_embedding_layers(encoder: nn.Module) -> tuple[nn.Module, nn.Embedding]
     """The encoder's embeddings module (its output is hidden state 0) and its word-embedding table."""
     embeddings = getattr(encoder, "embeddings", None)
     words = getattr(embeddings, "word_embeddings", None)
-    if not isinstance(words, nn.Embedding):
+    if words is None or not hasattr(words, "weight"):
         raise ValueError(f"Embedding erasure needs a BERT-like encoder with embeddings.word_embeddings; "
                          f"{type(encoder).__name__} has none.")
     return embeddings, words
@@ -43,11 +43,8 @@ def discriminant_directions(features: torch.Tensor, labels: torch.Tensor, classe
     """The ridge Fisher discriminant direction of each class of ``labels`` in ``features`` (rows; they span the
     ``C - 1`` between-class directions)."""
     x = features.double()
-    onehot = F.one_hot(labels.long(), classes).double()
-    counts = onehot.sum(0)
-    present = counts > 0
-    means = (onehot.T @ x)[present] / counts[present, None]
-    centred = x - onehot[:, present] @ means
+    means, _, row_means = class_means(x, labels, classes)
+    centred = x - row_means
     within = centred.T @ centred / x.shape[0]
     ridge = torch.diag(ERASURE_RIDGE * within.diagonal().clamp_min(1e-12))
     return torch.linalg.solve(within + ridge, (means - x.mean(0)).T).T.float()

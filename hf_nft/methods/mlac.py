@@ -44,6 +44,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from hf_nft.data import num_labels
 from hf_nft.methods._simulation import AdversaryStrategy, Batch, FineTuningSimulation, Forward
 from hf_nft.methods.base import ProtectionMethod, check_labelled_dataset
+from hf_nft.methods.class_statistics import class_means
 from hf_nft.methods.embedding_erasure import EmbeddingEraser, input_embedding_layers
 from hf_nft.methods.unit_pruning import FeedForwardPruner, feed_forward_layers
 from hf_nft.modeling import classifier_head
@@ -97,13 +98,10 @@ def fisher_separability(features: torch.Tensor, labels: torch.Tensor, classes: i
     if features.shape[0] < 4:
         raise ValueError(f"The separability term needs at least 4 rows, got {features.shape[0]}.")
     x = features.float()
-    onehot = F.one_hot(labels.long(), classes).float()
-    counts = onehot.sum(0)
-    present = counts > 0
-    means = (onehot.T @ x)[present] / counts[present, None]
-    centred = x - onehot[:, present] @ means
+    means, counts, row_means = class_means(x, labels, classes)
+    centred = x - row_means
     within = centred.T @ centred / x.shape[0]
-    between = (means - x.mean(0)) * (counts[present, None] / x.shape[0]).sqrt()
+    between = (means - x.mean(0)) * (counts[:, None] / x.shape[0]).sqrt()
     ridge = RIDGE * within.diagonal().mean().clamp_min(1e-12)
     eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
     return (between.T * torch.linalg.solve(within + ridge * eye, between.T)).sum()

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from hf_nft.methods.class_statistics import class_means
 from hf_nft.text_pooling import masked_mean
 
 
@@ -35,12 +35,10 @@ def anova_f(features: torch.Tensor, labels: torch.Tensor, classes: int) -> torch
     """Per column of ``features``: the one-way ANOVA F statistic of ``labels`` (between- over within-class
     variance, each per degree of freedom)."""
     x = features.double()
-    onehot = F.one_hot(labels.long(), classes).double()
-    counts = onehot.sum(0)
-    present = counts > 0
-    means = (onehot.T @ x)[present] / counts[present, None]
-    between = (counts[present, None] * (means - x.mean(0)) ** 2).sum(0) / max(int(present.sum()) - 1, 1)
-    within = ((x - onehot[:, present] @ means) ** 2).sum(0) / max(x.shape[0] - int(present.sum()), 1)
+    means, counts, row_means = class_means(x, labels, classes)
+    groups = len(counts)
+    between = (counts[:, None] * (means - x.mean(0)) ** 2).sum(0) / max(groups - 1, 1)
+    within = ((x - row_means) ** 2).sum(0) / max(x.shape[0] - groups, 1)
     return (between / within.clamp_min(1e-12)).float()
 
 
