@@ -15,6 +15,11 @@ class ClassMeans(NamedTuple):
     counts: torch.Tensor
     row_means: torch.Tensor
 
+    def within_scatter(self, features: torch.Tensor) -> torch.Tensor:
+        """The within-class scatter matrix of ``features`` (the rows these means came from), per row."""
+        centred = features - self.row_means
+        return centred.T @ centred / features.shape[0]
+
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, classes: int) -> ClassMeans:
     """The means of ``features`` per class of ``labels`` (in ``features``' dtype), over the classes present."""

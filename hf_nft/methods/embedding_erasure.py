@@ -43,11 +43,10 @@ def discriminant_directions(features: torch.Tensor, labels: torch.Tensor, classe
     """The ridge Fisher discriminant direction of each class of ``labels`` in ``features`` (rows; they span the
     ``C - 1`` between-class directions)."""
     x = features.double()
-    means, _, row_means = class_means(x, labels, classes)
-    centred = x - row_means
-    within = centred.T @ centred / x.shape[0]
+    stats = class_means(x, labels, classes)
+    within = stats.within_scatter(x)
     ridge = torch.diag(ERASURE_RIDGE * within.diagonal().clamp_min(1e-12))
-    return torch.linalg.solve(within + ridge, (means - x.mean(0)).T).T.float()
+    return torch.linalg.solve(within + ridge, (stats.means - x.mean(0)).T).T.float()
 
 
 class EmbeddingEraser:

@@ -98,9 +98,9 @@ def fisher_separability(features: torch.Tensor, labels: torch.Tensor, classes: i
     if features.shape[0] < 4:
         raise ValueError(f"The separability term needs at least 4 rows, got {features.shape[0]}.")
     x = features.float()
-    means, counts, row_means = class_means(x, labels, classes)
-    centred = x - row_means
-    within = centred.T @ centred / x.shape[0]
+    stats = class_means(x, labels, classes)
+    means, counts = stats.means, stats.counts
+    within = stats.within_scatter(x)
     between = (means - x.mean(0)) * (counts[:, None] / x.shape[0]).sqrt()
     ridge = RIDGE * within.diagonal().mean().clamp_min(1e-12)
     eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
@@ -124,7 +124,7 @@ class Mlac(ProtectionMethod):
         self._teacher: nn.Module | None = None
         self.eraser: EmbeddingEraser | None = None
         self.pruner: FeedForwardPruner | None = None
-        trainer.add_callback(_ErasureHooks(self))
+        trainer.add_callback(_RemovalHooks(self))
 
     def validate(self) -> None:
         model = self.trainer.model
@@ -164,7 +164,8 @@ class Mlac(ProtectionMethod):
     def settings(self) -> dict[str, Any]:
         keys = ("inner_steps", "adversary_batch_sizes", "query_batch_size", "mlac_harmful_weight",
                 "mlac_linear_weight", "mlac_distill_weight", "mlac_adversary_optimizer", "mlac_adversary_lr",
-                "mlac_meta_lr", "mlac_adapt_encoder", "mlac_second_order", "mlac_erasure_rounds", "mlac_prune_fraction", "learning_rate", "max_grad_norm", "max_steps")
+                "mlac_meta_lr", "mlac_adapt_encoder", "mlac_second_order", "mlac_erasure_rounds", "mlac_prune_fraction",
+                "learning_rate", "max_grad_norm", "max_steps")
         approximation = "second-order" if self.args.mlac_second_order else "first-order (FOMAML approximation)"
         pruned = {"mlac_prune_layers": self.prune_layers()} if self.args.mlac_prune_fraction else {}
         return {"method": self.name, "meta_gradient": approximation, "mlac_readout_layers": self.readout_layers(),
@@ -181,12 +182,12 @@ class Mlac(ProtectionMethod):
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         if self.args.mlac_distill_weight and self._teacher is None:
             self._teacher = copy.deepcopy(model).eval().requires_grad_(False)
-        if self.eraser is not None or self.pruner is not None:
+        removing = self.args.mlac_erasure_rounds or self.args.mlac_prune_fraction
+        if not removing or self.eraser is not None or self.pruner is not None:
             return
-        if self.args.mlac_erasure_rounds or self.args.mlac_prune_fraction:
-            loader = self.trainer._get_dataloader(self.trainer.restricted_dataset, "restricted",
-                                                  self.args.per_device_eval_batch_size, sampler_fn=SequentialSampler)
-            batches = [self.trainer._prepare_inputs(batch) for batch in loader]
+        loader = self.trainer._get_dataloader(self.trainer.restricted_dataset, "restricted",
+                                              self.args.per_device_eval_batch_size, sampler_fn=SequentialSampler)
+        batches = [self.trainer._prepare_inputs(batch) for batch in loader]
         if self.args.mlac_erasure_rounds:
             self.eraser = EmbeddingEraser(model.base_model)
             self.eraser.fit(batches, self.args.mlac_erasure_rounds, self.harmful_labels())
@@ -302,7 +303,7 @@ class Mlac(ProtectionMethod):
         return values.log1p().mean(), values.mean().item()
 
 
-class _ErasureHooks(TrainerCallback):
+class _RemovalHooks(TrainerCallback):
     """Runs :meth:`Mlac.begin_training` as training starts and :meth:`Mlac.keep_removed` after every step."""
 
     def __init__(self, method: Mlac) -> None:
