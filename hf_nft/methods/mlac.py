@@ -180,8 +180,7 @@ class Mlac(ProtectionMethod):
         """Freeze the distillation teacher, then erase the harmful directions from the word embeddings and prune
         the feed-forward units that track the harmful task."""
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        if self.args.mlac_distill_weight and self._teacher is None:
-            self._teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        self._freeze_teacher(model)
         removing = self.args.mlac_erasure_rounds or self.args.mlac_prune_fraction
         if not removing or self.eraser is not None or self.pruner is not None:
             return
@@ -194,6 +193,11 @@ class Mlac(ProtectionMethod):
         if self.args.mlac_prune_fraction:
             self.pruner = FeedForwardPruner(model.base_model, self.prune_layers(), self.args.mlac_prune_fraction)
             self.pruner.fit(batches, self.harmful_labels())
+
+    def _freeze_teacher(self, model: nn.Module) -> None:
+        """Keep a frozen copy of ``model`` as the distillation teacher (once; only with distillation on)."""
+        if self.args.mlac_distill_weight and self._teacher is None:
+            self._teacher = copy.deepcopy(model).eval().requires_grad_(False)
 
     def keep_removed(self) -> None:
         """Re-apply the erasure and the pruning (after an optimizer step)."""
@@ -211,8 +215,7 @@ class Mlac(ProtectionMethod):
             self._meta_optimizer = torch.optim.Adam([self._log_lr, *self._head_init.values()],
                                                     lr=self.args.mlac_meta_lr)
             self._batches = self.trainer.restricted_batches()
-            if self.args.mlac_distill_weight and self._teacher is None:
-                self._teacher = copy.deepcopy(model).eval().requires_grad_(False)
+            self._freeze_teacher(model)
         with torch.no_grad():
             for name, value in self._head_init.items():
                 getattr(self._readout.head, name).copy_(value)
