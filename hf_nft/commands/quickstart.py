@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="With --mode map, what the owner has besides the model: source-available (default), "
                         "source-free or data-free. With --mode encoderlock, what it has of the prohibited domain: "
                         "supervised (default), unsupervised or zero-shot.")
+    parser.add_argument("--draws", type=int, default=None,
+                        help="With --mode text, run every attack this many times on other draws of the attacker's "
+                        "labelled examples and report the mean (default 1).")
     parser.set_defaults(func=run)
 
 
@@ -37,13 +40,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise SystemExit(f"--threads must be at least 1, got {args.threads}.")
+    if args.draws is not None and (args.mode != "text" or args.draws < 1):
+        raise SystemExit(f"--draws takes a positive count and only applies to --mode text, got {args.draws} "
+                         f"with --mode {args.mode}.")
     if not torch.cuda.is_available():
         torch.set_num_threads(args.threads)
     if args.mode == "text":  # issue 5: MLAC task blocking on MiniLM
         from hf_nft.text_quickstart import print_text_result, run_text_quickstart
 
         print_text_result(run_text_quickstart(f"{args.output}/text", fast=args.fast, seed=args.seed,
-                                              progress=not args.no_progress))
+                                              progress=not args.no_progress, draws=args.draws))
         return 0
     if args.mode == "map":
         from hf_nft.map_quickstart import print_map_result, run_map_quickstart
