@@ -10,7 +10,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from hf_nft.attacks.batches import AttackData, Collate
-from hf_nft.attacks.runner import check_attacks, execute, resolve
+from hf_nft.attacks.runner import check_attacks, resolve
 from hf_nft.attacks.spec import AttackSpec
 from hf_nft.evaluation.metrics import Metric, get_metric
 
@@ -57,8 +57,9 @@ class AttackEvalCallback(TrainerCallback):
         """Run every attack once on a copy of ``model``; the logged values."""
         logs = {}
         for spec in self.attacks:
-            concrete, _ = resolve(spec, model, self.data, self.metric)
-            logs[f"attack/{spec.name}/{self.metric.name}"] = execute(model, concrete, self.data, self.metric).final
+            resolved = resolve(spec, model, self.data, self.metric)
+            logs[f"attack/{spec.name}/{self.metric.name}"] = resolved.run(model, self.data, self.metric,
+                                                                          resolved.spec.seed).final
         return logs
 
     def on_step_end(

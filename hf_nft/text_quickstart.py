@@ -77,7 +77,8 @@ class TextQuickstartSettings:
 
 def attack_specs(settings: TextQuickstartSettings, seed: int) -> list[AttackSpec]:
     """The harness attacks run at each data budget."""
-    common = {"batch_size": 16, "steps": settings.attack_steps, "eval_every": settings.attack_steps, "seed": seed}
+    common = {"batch_size": 16, "steps": settings.attack_steps, "eval_every": settings.attack_steps, "seed": seed,
+              "eval_at_start": False}
     specs = [
         AttackSpec(kind="linear_probe", optimizer="adam", learning_rate=1e-3, reset_head=True,
                    **{**common, "steps": 300, "eval_every": 300}),

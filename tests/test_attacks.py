@@ -17,15 +17,17 @@ from transformers import (
     ViTForImageClassification,
 )
 
+from hf_nft.attacks import tuned as tuned_module
 from hf_nft.attacks.base import Attack
 from hf_nft.attacks.batches import AttackData
 from hf_nft.attacks.lora import default_target_modules
 from hf_nft.attacks.partial_finetune import block_list
-from hf_nft.attacks.runner import run_attack
+from hf_nft.attacks.runner import execute, run_attack
 from hf_nft.attacks.spec import AttackSpec
 from hf_nft.attacks.suite import SUITES, Suite, load_suite
 from hf_nft.cli import main
 from hf_nft.data import load_domain, per_class_subset
+from hf_nft.evaluation.metrics import get_metric
 from hf_nft.registry import ATTACKS
 
 torch.set_num_threads(1)
@@ -212,13 +214,29 @@ def test_runs_are_reproducible_and_leave_the_global_rng_alone(digits):
     assert run_attack(tiny_resnet(), spec.replace(seed=4), *digits).values != first.values
 
 
-def test_tuned_attacker_searches_then_reruns_its_best_configuration(digits):
+def test_a_run_can_skip_the_evaluation_before_its_first_step(digits):
+    spec = AttackSpec(kind="full_finetune", steps=4, eval_every=2, examples_per_class=2, seed=1)
+    full, final_only = run_attack(tiny_resnet(), spec, *digits), run_attack(
+        tiny_resnet(), spec.replace(eval_at_start=False), *digits)
+    assert full.steps == [0, 2, 4] and final_only.steps == [2, 4]
+    assert final_only.values == full.values[1:]
+    with pytest.raises(ValueError, match="eval_at_start must be true or false"):
+        spec.replace(eval_at_start="no")
+
+
+def test_tuned_attacker_searches_then_reruns_its_best_configuration(digits, monkeypatch):
     options = {"trials": 3, "steps": [4, 8], "kinds": ["full_finetune", "linear_probe"], "pruning": False}
     spec = AttackSpec(kind="tuned", examples_per_class=3, eval_every=4, options=options)
+    calls = []
+    monkeypatch.setattr(tuned_module, "execute", lambda *args, **kwargs: calls.append(args[1]) or execute(*args, **kwargs))
     run = run_attack(tiny_resnet(), spec, *digits)
     assert run.spec.name == "tuned" and run.spec.kind in ("full_finetune", "linear_probe")
     assert run.search["trials"] == 3 and 4 <= run.spec.steps <= 8
     assert run.final == pytest.approx(run.search["best_value"])  # the same configuration and seed
+    # The best trial ran that configuration at the spec's seed already: it is not run a fourth time, and running
+    # it afresh gives the same curve.
+    assert len(calls) == 3 and run.spec in calls
+    assert execute(tiny_resnet(), run.spec, AttackData(*digits), get_metric("accuracy")).values == run.values
 
 
 # -- bad input, before any work --------------------------------------------------------------------------

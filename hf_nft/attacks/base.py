@@ -15,6 +15,7 @@ from hf_nft.attacks.spec import check_keys
 from hf_nft.modeling import classifier_head
 
 if TYPE_CHECKING:
+    from hf_nft.attacks.runner import AttackRun
     from hf_nft.attacks.spec import AttackSpec
     from hf_nft.evaluation.metrics import Metric
 
@@ -94,8 +95,9 @@ class SearchAttack(_Configured, ABC):
     @abstractmethod
     def search(
         self, model: nn.Module, data: AttackData, metric: Metric, on_trial: Callable[[], None] | None = None
-    ) -> tuple[AttackSpec, dict[str, Any]]:
-        """The best concrete spec for ``model`` and a summary of the search."""
+    ) -> tuple[AttackSpec, dict[str, Any], AttackRun | None]:
+        """The best concrete spec for ``model``, a summary of the search, and the search's own complete run of
+        that spec (at its seed; ``None`` if it has none)."""
 
 
 def reset_head_if_asked(model: nn.Module, spec: AttackSpec) -> None:

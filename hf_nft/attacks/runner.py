@@ -28,7 +28,8 @@ OnEval = Callable[[int, float], None]
 
 @dataclass
 class AttackRun:
-    """One attack run: the metric on the restricted evaluation set at ``steps`` (step 0 = before it)."""
+    """One attack run: the metric on the restricted evaluation set at ``steps`` (step 0 = before it, unless the
+    spec skips it)."""
 
     spec: AttackSpec
     steps: list[int]
@@ -79,14 +80,30 @@ def check_attacks(model: nn.Module, specs: Iterable[AttackSpec], data: AttackDat
         ATTACKS.get(spec.kind)(spec).check_model(model)
 
 
+@dataclass
+class Resolved:
+    """The concrete spec to run for an attack, the search that chose it (empty if none) and the search's own
+    run of it at ``spec.seed`` (reused instead of running the same seed again)."""
+
+    spec: AttackSpec
+    search: dict[str, Any] = field(default_factory=dict)
+    searched_run: AttackRun | None = None
+
+    def run(self, model: nn.Module, data: AttackData, metric: Metric, seed: int, keep_model: bool = False) -> AttackRun:
+        """The concrete spec run at ``seed`` on a copy of ``model`` (the search's run when it is the same)."""
+        if self.searched_run is not None and seed == self.spec.seed and not keep_model:
+            return self.searched_run
+        return execute(model, self.spec.replace(seed=seed), data, metric, keep_model=keep_model)
+
+
 def resolve(
     spec: AttackSpec, model: nn.Module, data: AttackData, metric: Metric, on_trial: Callable[[], None] | None = None
-) -> tuple[AttackSpec, dict[str, Any]]:
-    """The concrete spec to run: ``spec`` itself, or what a search attack (e.g. ``tuned``) picks for ``model``."""
+) -> Resolved:
+    """What to run for ``spec`` on ``model``: ``spec`` itself, or what a search attack (e.g. ``tuned``) picks."""
     kind = ATTACKS.get(spec.kind)
     if issubclass(kind, SearchAttack):
-        return kind(spec).search(model, data, metric, on_trial)
-    return spec, {}
+        return Resolved(*kind(spec).search(model, data, metric, on_trial))
+    return Resolved(spec)
 
 
 def _train(
@@ -110,7 +127,8 @@ def _train(
         if on_eval is not None:
             on_eval(step, values[-1])
 
-    record(0)
+    if spec.eval_at_start:
+        record(0)
     for step in range(1, total + 1):
         batch = next(batches)
         if adaptation.loss is not None:
@@ -175,7 +193,7 @@ def run_attack(
     metric = get_metric(metric)
     data = AttackData(train_dataset, eval_dataset, collate_fn)
     check_attacks(model, [spec], data)
-    concrete, search = resolve(spec, model, data, metric)
-    run = execute(model, concrete.replace(seed=spec.seed), data, metric, keep_model=return_model)
-    run.search = search
+    resolved = resolve(spec, model, data, metric)
+    run = resolved.run(model, data, metric, spec.seed, keep_model=return_model)
+    run.search = resolved.search
     return run

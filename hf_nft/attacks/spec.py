@@ -29,7 +29,8 @@ class AttackSpec:
 
     ``examples_per_class`` is the attacker's data budget (labelled restricted examples per class; ``None``
     uses the whole training set). ``epochs``, when set, takes precedence over ``steps``. Kind-specific
-    settings (LoRA rank, probe width, search space, ...) go in ``options``.
+    settings (LoRA rank, probe width, search space, ...) go in ``options``. ``eval_at_start`` measures the
+    metric before the first step (the curve's step 0); a run that only needs its final value can skip it.
     """
 
     kind: str
@@ -45,6 +46,7 @@ class AttackSpec:
     eval_every: int = 50
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    eval_at_start: bool = True
 
     def __post_init__(self) -> None:
         attack_class = ATTACKS.get(self.kind)
@@ -79,8 +81,9 @@ class AttackSpec:
             if isinstance(value, bool) or (kind is int and converted != float(value)):
                 raise ValueError(f"Attack {self.kind!r}: {name} must be {kind.__name__}, got {value!r}.")
             setattr(self, name, converted)
-        if not isinstance(self.reset_head, bool):
-            raise ValueError(f"Attack {self.kind!r}: reset_head must be true or false, got {self.reset_head!r}.")
+        for flag in ("reset_head", "eval_at_start"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"Attack {self.kind!r}: {flag} must be true or false, got {getattr(self, flag)!r}.")
         if not isinstance(self.options, dict):
             raise ValueError(f"Attack {self.kind!r}: options must be a mapping, got {self.options!r}.")
 

@@ -4,7 +4,7 @@ Defenses that hold against a fixed attack often fall to one whose hyperparameter
 the headline attack. The search maximises the attacker's final metric on the restricted evaluation split
 (the worst case for the defender) with TPE sampling and median pruning on the metric curve (after 5
 trials and half the shortest attack); the best configuration is then rerun over the suite's seeds like
-any other attack.
+any other attack (the best trial's own run stands for the rerun at the search's seed).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 
 from hf_nft.attacks.base import SearchAttack
 from hf_nft.attacks.batches import AttackData
-from hf_nft.attacks.runner import execute
+from hf_nft.attacks.runner import AttackRun, execute
 from hf_nft.attacks.spec import AttackSpec
 from hf_nft.evaluation.metrics import Metric
 from hf_nft.optimizers import check_optimizer_name
@@ -84,6 +84,7 @@ class TunedAttack(SearchAttack):
             reset_head=trial.suggest_categorical("reset_head", options["reset_head"]),
             eval_every=spec.eval_every,
             seed=spec.seed,
+            eval_at_start=spec.eval_at_start,
         )
 
     def trial_count(self) -> int:
@@ -95,7 +96,9 @@ class TunedAttack(SearchAttack):
 
     def search(
         self, model: nn.Module, data: AttackData, metric: Metric, on_trial: Callable[[], None] | None = None
-    ) -> tuple[AttackSpec, dict[str, Any]]:
+    ) -> tuple[AttackSpec, dict[str, Any], AttackRun | None]:
+        runs: dict[int, AttackRun] = {}
+
         def objective(trial: optuna.Trial) -> float:
             def report(step: int, value: float) -> None:
                 if step == 0:  # the starting point says little (a reset head starts at chance)
@@ -105,7 +108,8 @@ class TunedAttack(SearchAttack):
                     raise optuna.TrialPruned()
 
             try:
-                return execute(model, self.candidate(trial), data, metric, on_eval=report).final
+                runs[trial.number] = execute(model, self.candidate(trial), data, metric, on_eval=report)
+                return runs[trial.number].final
             finally:
                 if on_trial is not None:
                     on_trial()
@@ -132,4 +136,4 @@ class TunedAttack(SearchAttack):
             "best_value": study.best_value,
             "best_params": study.best_params,
         }
-        return self.candidate(optuna.trial.FixedTrial(study.best_params)), summary
+        return self.candidate(optuna.trial.FixedTrial(study.best_params)), summary, runs[study.best_trial.number]

@@ -20,7 +20,7 @@ from hf_nft.attacks.base import SearchAttack
 from hf_nft.attacks.batches import AttackData, Collate, collated
 from hf_nft.attacks.files import write_text
 from hf_nft.attacks.models import check_label_count, load_classifier
-from hf_nft.attacks.runner import AttackRun, check_attacks, execute, resolve, score_model
+from hf_nft.attacks.runner import AttackRun, check_attacks, resolve, score_model
 from hf_nft.attacks.scratch import scratch_model
 from hf_nft.attacks.spec import AttackSpec
 from hf_nft.attacks.suite import Suite, load_suite
@@ -232,12 +232,12 @@ def evaluate_protection(
             results[spec.name] = {}
             for role, model in models.items():
                 bar.set_postfix_str(f"{spec.name} on {role}")
-                concrete, search = resolve(spec, model, data, metric, on_trial=lambda: bar.update(1))
+                resolved = resolve(spec, model, data, metric, on_trial=lambda: bar.update(1))
                 runs = []
                 for seed in suite.seeds:
-                    runs.append(execute(model, concrete.replace(seed=seed), data, metric))
+                    runs.append(resolved.run(model, data, metric, seed))
                     bar.update(1)
-                results[spec.name][role] = Outcome.from_runs(runs, search)
+                results[spec.name][role] = Outcome.from_runs(runs, resolved.search)
     overhead = {}
     for name, outcomes in results.items():
         if target is not None or "scratch" in outcomes:
