@@ -12,6 +12,7 @@ tuned attacker, each over ``draws`` draws of the attacker's examples (reported a
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -53,26 +54,36 @@ class TextQuickstartSettings:
     readout_weight: float = 0.1
     distill_weight: float = 1.0
     erasure_rounds: int = 8
-    # Feed-forward units pruned in transformer layers 1-3, whose outputs (hidden states 2-4) decoded the task
+    # Feed-forward units pruned in transformer layers 0-2, whose outputs (hidden states 1-3) decoded the task
     # again from the erased embeddings.
-    prune_fraction: float = 0.15
-    prune_layers: list[int] = field(default_factory=lambda: [1, 2, 3])
+    prune_fraction: float = 0.25
+    prune_layers: list[int] = field(default_factory=lambda: [0, 1, 2])
     budgets: list[int] = field(default_factory=lambda: [20, 60, 200])
     attack_steps: int = 25
     tuned_trials: int = 2
     adversary_learning_rate: float = 1e-3
     # Each attack runs once per draw (attack seed ``seed + draw``: other labelled examples, head init and batch
-    # order); tables report the mean over draws. One draw of 20 texts moves an attack by several points.
-    draws: int = 1
+    # order) and tables report the mean over draws: one draw of 20 texts moves an attack by 3-6 points. At budget
+    # b there are ceil(averaged_examples / b) draws (3 at 20, 1 from 60 up), or ``draws`` at every budget.
+    averaged_examples: int = 60
+    draws: int | None = None
 
     def __post_init__(self) -> None:
-        if self.draws < 1:
+        if self.draws is not None and self.draws < 1:
             raise ValueError(f"TextQuickstartSettings.draws must be at least 1, got {self.draws}.")
+        if self.averaged_examples < 1:
+            raise ValueError(f"TextQuickstartSettings.averaged_examples must be at least 1, got "
+                             f"{self.averaged_examples}.")
+
+    def draws_at(self, budget: int) -> int:
+        """How many draws of the attacker's examples each attack gets at ``budget`` labelled examples."""
+        return self.draws or math.ceil(self.averaged_examples / budget)
 
     @classmethod
     def fast(cls) -> TextQuickstartSettings:
         return cls(desired_train=400, block_desired_train=400, desired_eval=200, block_pool=400, harmful_eval=200,
-                   finetune_epochs=3.0, mlac_steps=15, budgets=[20, 200], attack_steps=20, tuned_trials=0)
+                   finetune_epochs=3.0, mlac_steps=15, budgets=[20, 200], attack_steps=20, tuned_trials=0,
+                   averaged_examples=20)
 
 
 def attack_specs(settings: TextQuickstartSettings, seed: int) -> list[AttackSpec]:
@@ -192,12 +203,12 @@ def attack_rows(encoders: dict[str, torch.nn.Module | None], settings: TextQuick
     """Every encoder (``None``: random init) attacked at every budget by every attack, once per draw: one row
     (``encoder``, ``budget``, ``attack``, ``draw``, ``accuracy``, ``chosen``) per run."""
     rows: list[dict[str, Any]] = []
-    total = len(encoders) * len(settings.budgets) * settings.draws * len(attack_specs(settings, seed))
+    total = len(encoders) * sum(map(settings.draws_at, settings.budgets)) * len(attack_specs(settings, seed))
     bar = tqdm(total=total, desc="attacks", disable=not progress)
     for encoder_name, source in encoders.items():
         model = _harmful_classifier(source, seed)
         for budget in settings.budgets:
-            for draw in range(settings.draws):
+            for draw in range(settings.draws_at(budget)):
                 for spec in attack_specs(settings, seed + draw):
                     run = run_attack(model, spec.replace(examples_per_class=budget // 2), pool, eval_data,
                                      collate_fn=collator)
@@ -274,10 +285,12 @@ def result_table(result: dict[str, Any]) -> str:
     attack."""
     means = mean_accuracies(result["attacks"])
     attacks = list(dict.fromkeys(attack for _, _, attack in means))
-    draws = result["settings"].get("draws", 1)
+    settings = TextQuickstartSettings(**result["settings"])
+    budgets = dict.fromkeys(budget for _, budget, _ in means)
+    draws = ", ".join(f"{settings.draws_at(budget)} at {budget}" for budget in budgets)
     lines = [(f"desired-task accuracy: unprotected {result['desired_accuracy']['unprotected']:.3f}, "
               f"blocked {result['desired_accuracy']['blocked']:.3f}"),
-             f"harmful-task accuracy, mean over {draws} draw(s) of the attacker's examples",
+             f"harmful-task accuracy, mean over draws of the attacker's examples ({draws})",
              "encoder      budget  " + "  ".join(f"{a[:22]:>22}" for a in attacks) + "  strongest"]
     for encoder, budget in dict.fromkeys(key[:2] for key in means):
         values = [means[encoder, budget, attack] for attack in attacks]

@@ -1,6 +1,8 @@
 """The text quickstart's bookkeeping: draws averaged before the strongest attack is taken, the checks on the means,
 the table, the curve and the ``--draws`` option."""
 
+from dataclasses import asdict
+
 import pytest
 
 from hf_nft import text_quickstart
@@ -34,17 +36,22 @@ def test_strongest_attack_is_taken_over_means_not_single_draws():
 
 
 def test_table_and_curve_show_the_means(tmp_path):
-    result = {"attacks": ROWS, "settings": {"draws": 2}, "desired_accuracy": {"unprotected": 0.95, "blocked": 0.94}}
+    settings = asdict(TextQuickstartSettings(budgets=[20]))
+    result = {"attacks": ROWS, "settings": settings, "desired_accuracy": {"unprotected": 0.95, "blocked": 0.94}}
     table = result_table(result)
-    assert "mean over 2 draw(s)" in table
+    assert "draws of the attacker's examples (3 at 20)" in table
     assert [line.split()[-1] for line in table.splitlines()[3:]] == ["0.680", "0.560", "0.520"]
     text_quickstart.plot_budget_curve(ROWS, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_draws_must_be_positive():
+def test_small_budgets_get_more_draws():
+    assert [TextQuickstartSettings().draws_at(budget) for budget in (20, 60, 200)] == [3, 1, 1]
+    assert [TextQuickstartSettings(draws=2).draws_at(budget) for budget in (20, 200)] == [2, 2]
     with pytest.raises(ValueError, match="draws must be at least 1"):
         TextQuickstartSettings(draws=0)
+    with pytest.raises(ValueError, match="averaged_examples must be at least 1"):
+        TextQuickstartSettings(averaged_examples=0)
 
 
 def test_draws_option_reaches_the_text_quickstart_only(monkeypatch, tmp_path):
