@@ -17,6 +17,9 @@ prints the harmful-task (review sentiment) accuracy on the class-balanced test e
   element-wise maximum over tokens: read-outs other than the mean token the readout term measured;
 - ``reinit-top-2``: the top two transformer layers re-initialised, then full fine-tuning (Adam 1e-4, 30 steps,
   batch 16) with a fresh head: keep the lower features, drop what blocking put on top;
+- ``regrow-pruned-ft``: every feed-forward unit whose input row is all zero (what the pruning leaves; none in
+  the unprotected and scratch encoders) drawn afresh as BERT initialises it, then full fine-tuning (Adam 1e-4,
+  30 steps, batch 16): the attacker who spots the pruned units and gives them weights that gradients can move;
 - ``long-low-lr-ft``: full fine-tuning with a fresh head at a rate and length the simulation never used
   (Adam 3e-5, 100 steps, batch 16).
 Each with 20 and 200 labelled harmful examples (class-balanced), averaged over ``--draws`` draws of the
@@ -101,9 +104,10 @@ def attack_encoder(name: str, model: torch.nn.Module, data: dict, seed: int) -> 
                                                                     random_state=seed)).fit(x_train, y_train)
                 results[f"layer-0-mlp-probe@{budget}"] = float(mlp.score(x_test[readout], y_test))
         source = None if name == "scratch" else model
-        torch.manual_seed(seed)  # the re-initialised layers
+        torch.manual_seed(seed)  # the re-initialised layers and units
         for label, attacked, rate, steps in (
                 ("reinit-top-2", reinit_top(_harmful_classifier(source, seed), 2), 1e-4, 30),
+                ("regrow-pruned-ft", regrow_zeroed_units(_harmful_classifier(source, seed)), 1e-4, 30),
                 ("long-low-lr-ft", _harmful_classifier(source, seed), 3e-5, 100)):
             spec = AttackSpec(kind="full_finetune", optimizer="adam", learning_rate=rate, reset_head=True,
                               steps=steps, batch_size=16, eval_every=steps, examples_per_class=budget // 2, seed=seed)
@@ -120,6 +124,18 @@ def mean_table(means: dict[str, dict[str, float]]) -> str:
         cells = "".join(f"{means[name][key]:>13.3f}" + ("!" if over and name == "blocked" else " ") for name in means)
         lines.append(f"{key:<28}{cells}")
     return "\n".join(lines)
+
+
+def regrow_zeroed_units(model: torch.nn.Module) -> torch.nn.Module:
+    """Feed-forward units with an all-zero input row get fresh N(0, initializer_range) input rows and output
+    columns (biases stay zero)."""
+    std = model.config.initializer_range
+    with torch.no_grad():
+        for layer in feed_forward_layers(model.base_model):
+            zeroed = (layer.intermediate.dense.weight == 0).all(dim=1)
+            layer.intermediate.dense.weight[zeroed] = torch.randn_like(layer.intermediate.dense.weight[zeroed]) * std
+            layer.output.dense.weight[:, zeroed] = torch.randn_like(layer.output.dense.weight[:, zeroed]) * std
+    return model
 
 
 def main() -> None:
