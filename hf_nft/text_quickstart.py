@@ -274,7 +274,13 @@ def plot_budget_curve(rows: list[dict[str, Any]], path: str | Path) -> None:
         strongest = _strongest(rows)[encoder]
         axis.plot(budgets, [strongest[budget] for budget in budgets], color=colour, marker="o", linewidth=2,
                   label=f"{encoder} (strongest attack)")
+    limit = _strongest(rows)["scratch"]
+    budgets = sorted(limit)
+    axis.plot(budgets, [limit[budget] + 0.05 for budget in budgets], color="tab:gray", linestyle="--", linewidth=1,
+              label="scratch + 5 points (the blocked limit)")
     axis.set_xscale("log")
+    axis.set_xticks(budgets, [str(budget) for budget in budgets])
+    axis.minorticks_off()
     axis.set_xlabel("labelled harmful examples (total)")
     axis.set_ylabel("harmful-task accuracy (sentiment)")
     axis.set_title("MLAC on MiniLM: attacks on the harmful task")
