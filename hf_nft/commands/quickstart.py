@@ -27,8 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "source-free or data-free. With --mode encoderlock, what it has of the prohibited domain: "
                         "supervised (default), unsupervised or zero-shot.")
     parser.add_argument("--draws", type=int, default=None,
-                        help="With --mode text, run every attack this many times on other draws of the attacker's "
-                        "labelled examples and report the mean (default 1).")
+                        help="With --mode text, run every attack this many times at every budget, on other draws of "
+                        "the attacker's labelled examples, and report the mean (default: ceil(60 / budget), i.e. 3 "
+                        "at 20 examples and 1 from 60 up).")
     parser.set_defaults(func=run)
 
 
