@@ -2,6 +2,7 @@
 the table, the curve and the ``--draws`` option."""
 
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import pytest
 
@@ -67,3 +68,28 @@ def test_draws_option_reaches_the_text_quickstart_only(monkeypatch, tmp_path):
     for argv in (["--mode", "map", "--draws", "2"], ["--mode", "text", "--draws", "0"]):
         with pytest.raises(SystemExit, match="--draws takes a positive count"):
             main(["quickstart", "--output", str(tmp_path), *argv])
+
+
+def test_attack_rows_run_every_attack_once_per_draw_with_its_own_seed(monkeypatch):
+    runs = []
+
+    def fake_attack(model, spec, pool, eval_data, collate_fn):
+        runs.append((model, spec.examples_per_class, spec.seed, spec.eval_at_start))
+        return SimpleNamespace(final=0.5 + spec.seed / 100, search={}, spec=spec)
+
+    monkeypatch.setattr(text_quickstart, "_harmful_classifier", lambda source, seed: f"classifier of {source}")
+    monkeypatch.setattr(text_quickstart, "run_attack", fake_attack)
+    settings = TextQuickstartSettings(budgets=[20, 200], tuned_trials=0)
+    rows = text_quickstart.attack_rows({"blocked": "B", "scratch": None}, settings, None, None, None, seed=7,
+                                       progress=False)
+    attacks = len(text_quickstart.attack_specs(settings, 7))
+    assert len(rows) == len(runs) == 2 * (3 + 1) * attacks
+    assert {(row["encoder"], row["budget"], row["draw"]) for row in rows} == {
+        (encoder, 20, draw) for encoder in ("blocked", "scratch") for draw in range(3)} | {
+        (encoder, 200, 0) for encoder in ("blocked", "scratch")}
+    # Draw d attacks with seed 7 + d, on the budget's examples per class, without the step-0 evaluation.
+    assert {(model, per_class, seed) for model, per_class, seed, _ in runs} == {
+        (f"classifier of {source}", 10, 7 + draw) for source in ("B", None) for draw in range(3)} | {
+        (f"classifier of {source}", 100, 7) for source in ("B", None)}
+    assert not any(at_start for *_, at_start in runs)
+    assert _strongest(rows)["blocked"][20] == pytest.approx(0.5 + 8 / 100)  # seeds 7, 8, 9 averaged
