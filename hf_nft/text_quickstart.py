@@ -296,9 +296,10 @@ def result_table(result: dict[str, Any]) -> str:
     attack."""
     means = mean_accuracies(result["attacks"])
     attacks = list(dict.fromkeys(attack for _, _, attack in means))
-    settings = TextQuickstartSettings(**result["settings"])
-    budgets = dict.fromkeys(budget for _, budget, _ in means)
-    draws = ", ".join(f"{settings.draws_at(budget)} at {budget}" for budget in budgets)
+    draws_per_budget: dict[int, set[int]] = {}
+    for row in result["attacks"]:
+        draws_per_budget.setdefault(row["budget"], set()).add(row["draw"])
+    draws = ", ".join(f"{len(ran)} at {budget}" for budget, ran in draws_per_budget.items())
     lines = [(f"desired-task accuracy: unprotected {result['desired_accuracy']['unprotected']:.3f}, "
               f"blocked {result['desired_accuracy']['blocked']:.3f}"),
              (f"harmful-task accuracy, mean over draws of the attacker's examples ({draws}); strongest: the best "
