@@ -45,6 +45,12 @@ class TextQuickstartSettings:
     desired_eval: int = 400
     block_pool: int = 800
     harmful_eval: int = 300
+    # The desired fine-tuning trains the head alone first (linear probing, then fine-tuning: LP-FT, Kumar et al.
+    # 2022): a fresh head's early gradients would otherwise distort the pre-trained features, and with them what
+    # the unprotected encoder knows of the harmful task (on seed 1's texts a 20-example probe on the last layer
+    # read 0.530 after plain fine-tuning, 0.587 after LP-FT, 0.575 on MiniLM as shipped).
+    head_epochs: float = 3.0
+    head_learning_rate: float = 1e-2
     finetune_epochs: float = 2.0
     finetune_learning_rate: float = 3e-5
     mlac_steps: int = 150
@@ -130,6 +136,19 @@ def _harmful_classifier(encoder_source: torch.nn.Module | None, seed: int) -> to
     return model
 
 
+def probe_then_fine_tune(model: torch.nn.Module, train: Dataset, settings: TextQuickstartSettings, collator: Any,
+                         tokenizer: Any, args: TrainingArguments) -> Trainer:
+    """Train ``model``'s head alone (``head_epochs`` at ``head_learning_rate``, encoder frozen), then all of it
+    (``finetune_epochs`` at ``finetune_learning_rate``); ``args`` gives the rest. Returns the last Trainer."""
+    for phase in ("head", "finetune"):
+        model.base_model.requires_grad_(phase == "finetune")
+        trainer = Trainer(model=model, args=replace(args, learning_rate=getattr(settings, f"{phase}_learning_rate"),
+                                                    num_train_epochs=getattr(settings, f"{phase}_epochs")),
+                          train_dataset=train, data_collator=collator, processing_class=tokenizer)
+        trainer.train()
+    return trainer
+
+
 def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, progress: bool = True,
                         settings: TextQuickstartSettings | None = None, draws: int | None = None) -> dict[str, Any]:
     """Fine-tune, block, attack; return (and write) the measured results. ``draws`` overrides the settings'."""
@@ -159,12 +178,8 @@ def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, p
 
     start = time.perf_counter()
     unprotected = load_minilm_classifier(4, seed=seed, mean_pooling=True)
-    finetune = Trainer(model=unprotected, args=TrainingArguments(
-        output_dir=str(output / "unprotected"), learning_rate=settings.finetune_learning_rate,
-        num_train_epochs=settings.finetune_epochs, **common), train_dataset=desired_train, data_collator=collator,
-        processing_class=tokenizer)
-    finetune.train()
-    finetune.save_model()
+    probe_then_fine_tune(unprotected, desired_train, settings, collator, tokenizer, TrainingArguments(
+        output_dir=str(output / "unprotected"), **common)).save_model()
     seconds["fine-tune unprotected"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -4,6 +4,7 @@ the table, the curve and the ``--draws`` option."""
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from hf_nft import text_quickstart
 from hf_nft.cli import main
@@ -91,3 +92,33 @@ def test_attack_rows_run_every_attack_once_per_draw_with_its_own_seed(monkeypatc
         (f"classifier of {source}", 100, 7) for source in ("B", None)}
     assert not any(at_start for *_, at_start in runs)
     assert _strongest(rows)["blocked"][20] == pytest.approx(0.5 + 8 / 100)  # seeds 7, 8, 9 averaged
+
+
+def test_probe_then_fine_tune_trains_the_head_alone_before_the_encoder(tmp_path):
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, TrainingArguments
+
+    from hf_nft.data import tokenize_text_dataset
+    from hf_nft.text_models import tiny_bert_classifier, word_tokenizer
+
+    texts = [f"review number {i} was {'good' if i % 2 else 'bad'}" for i in range(32)]
+    tokenizer = word_tokenizer(texts, vocab_size=60)
+    data = tokenize_text_dataset(Dataset.from_dict({"text": texts, "labels": [i % 2 for i in range(32)]}),
+                                 tokenizer, 16)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, report_to=[],
+                             save_strategy="no", use_cpu=True, disable_tqdm=True)
+
+    def changes(settings: TextQuickstartSettings) -> tuple[bool, bool]:
+        model = tiny_bert_classifier(len(tokenizer), num_labels=2, mean_pooling=True)
+        encoder = {k: v.clone() for k, v in model.base_model.state_dict().items()}
+        head = model.classifier.weight.detach().clone()
+        text_quickstart.probe_then_fine_tune(model, data, settings, DataCollatorWithPadding(tokenizer), tokenizer,
+                                             args)
+        moved = any(not torch.equal(encoder[k], v) for k, v in model.base_model.state_dict().items())
+        assert all(p.requires_grad for p in model.parameters())  # the encoder is trainable again afterwards
+        return moved, not torch.equal(head, model.classifier.weight)
+
+    phases = {"head_epochs": 1.0, "head_learning_rate": 1e-2, "finetune_epochs": 1.0}
+    # With the fine-tuning rate at zero only the head phase can move anything: the encoder stays as it was.
+    assert changes(TextQuickstartSettings(**phases, finetune_learning_rate=0.0)) == (False, True)
+    assert changes(TextQuickstartSettings(**phases, finetune_learning_rate=1e-3)) == (True, True)
