@@ -7,6 +7,7 @@ KINDS = {
     "partial_finetune": "hf_nft.attacks.partial_finetune:PartialFinetune",
     "linear_probe": "hf_nft.attacks.probes:LinearProbe",
     "mlp_probe": "hf_nft.attacks.probes:MLPProbe",
+    "prompt_probe": "hf_nft.attacks.prompt_probe:PromptProbe",
     "lora": "hf_nft.attacks.lora:LoRA",
     "peft": "hf_nft.attacks.lora:PeftMethod",
     "tuned": "hf_nft.attacks.tuned:TunedAttack",
