@@ -16,10 +16,10 @@ prints the harmful-task (review sentiment) accuracy on the class-balanced test e
 - ``cls-probe`` and ``max-pool-probe``: the same probe on the last layer's ``[CLS]`` token state and on the
   element-wise maximum over tokens: read-outs other than the mean token the readout term measured;
 - ``zero-shot-prompts`` and ``prompt-centroid``: an attacker who knows the label names and that MiniLM is a
-  sentence encoder. Zero-shot: each test text goes to the class whose prompts (``CLASS_PROMPTS``, fixed before any
-  measurement) its last-layer mean token is closest to in cosine; no labelled example at all. Prompt-centroid:
-  the same with each class's prompt centroid plus the centroid of its labelled examples (nearest-centroid
-  few-shot with the prompts as a prior);
+  sentence encoder. Zero-shot: each test text goes to the class whose prompts (the quickstart's
+  ``HARMFUL_PROMPTS``) its last-layer mean token is closest to in cosine; no labelled example at all.
+  Prompt-centroid: the same with each class's prompt centroid plus the centroid of its labelled examples (the
+  harness's ``prompt_probe`` before its first step);
 - ``reinit-top-2``: the top two transformer layers re-initialised, then full fine-tuning (Adam 1e-4, 30 steps,
   batch 16) with a fresh head: keep the lower features, drop what blocking put on top;
 - ``regrow-pruned-ft``: every feed-forward unit whose input row is all zero (what the pruning leaves; none in
@@ -46,18 +46,16 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
+from hf_nft.attacks.prompt_probe import unit_mean
 from hf_nft.attacks.runner import run_attack
 from hf_nft.attacks.spec import AttackSpec
 from hf_nft.data import load_text_domain, per_class_subset, tokenize_text_dataset
 from hf_nft.methods.unit_pruning import feed_forward_layers
 from hf_nft.text_models import load_minilm_classifier, load_minilm_tokenizer
 from hf_nft.text_pooling import masked_mean
-from hf_nft.text_quickstart import HARMFUL, TextQuickstartSettings, _harmful_classifier
+from hf_nft.text_quickstart import HARMFUL, HARMFUL_PROMPTS, TextQuickstartSettings, _harmful_classifier
 
 BUDGETS = (20, 200)
-# Descriptions of each harmful class (0 rotten, 1 fresh) for the zero-shot read-outs.
-CLASS_PROMPTS = (("a bad movie", "a terrible, boring film", "I hated this movie"),
-                 ("a good movie", "a great, moving film", "I loved this movie"))
 
 
 def readouts(model: torch.nn.Module, texts: list[str], tokenizer) -> dict[str, np.ndarray]:
@@ -132,10 +130,8 @@ def attack_encoder(name: str, model: torch.nn.Module, data: dict, seed: int) -> 
 
 
 def _unit(features: np.ndarray) -> np.ndarray:
-    """The mean direction of ``features`` (rows scaled to unit length, averaged, scaled to unit length)."""
-    rows = features / np.linalg.norm(features, axis=1, keepdims=True)
-    centroid = rows.mean(axis=0)
-    return centroid / np.linalg.norm(centroid)
+    """:func:`unit_mean` of numpy rows."""
+    return unit_mean(torch.from_numpy(features)).numpy()
 
 
 def _nearest_centroid_accuracy(features: np.ndarray, centroids: list[np.ndarray], labels: np.ndarray) -> float:
@@ -192,7 +188,7 @@ def main() -> None:
             "test_tokens": tokenize_text_dataset(test, tokenizer, 48),
             "readouts": {name: readouts(model, test[:]["text"], tokenizer) for name, model in encoders.items()},
             "prompts": {name: [readouts(model, list(prompts), tokenizer)[f"layer-{model.config.num_hidden_layers}"]
-                               for prompts in CLASS_PROMPTS] for name, model in encoders.items()}}
+                               for prompts in HARMFUL_PROMPTS] for name, model in encoders.items()}}
     means: dict[str, dict[str, float]] = {}
     for name, model in encoders.items():
         draws = [attack_encoder(name, model, data, args.seed + draw) for draw in range(args.draws)]
