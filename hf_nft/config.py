@@ -214,6 +214,11 @@ class NFTConfig(TrainingArguments):
         metadata={"help": "MLAC: weight of the linear-readout term, log(1 + Fisher separability) of the harmful "
                   "labels in the mean token of each readout layer."},
     )
+    mlac_readout_batches: int = field(
+        default=1,
+        metadata={"help": "MLAC: restricted batches pooled for the readout term (more rows: a separability closer "
+                  "to what a probe trained on many examples finds, less fitted to one batch's noise)."},
+    )
     mlac_readout_layers: list[int] | None = field(
         default=None,
         metadata={"help": "MLAC: hidden states the readout term measures (0 = embeddings' output; default every "
@@ -346,6 +351,8 @@ class NFTConfig(TrainingArguments):
         for name in ("mlac_harmful_weight", "mlac_linear_weight", "mlac_distill_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}.")
+        if self.mlac_readout_batches < 1:
+            raise ValueError(f"mlac_readout_batches must be at least 1, got {self.mlac_readout_batches}.")
         for name in ("mlac_adversary_lr", "mlac_meta_lr"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")

@@ -176,3 +176,23 @@ def test_mlac_names_missing_or_mismatched_harmful_data(text_data):
                                   mlac_harmful_labels=2),
                    train_dataset=desired, restricted_dataset=harmful.cast_column(
                        "labels", ClassLabel(names=["a", "b", "c"])))
+
+
+def test_readout_term_pools_mlac_readout_batches(text_data):
+    tokenizer, _, harmful = text_data
+    trainer = _trainer(text_data, mlac_readout_batches=3, mlac_readout_layers=[2])
+    readout = trainer.method._setup(trainer.model)
+    collate = DataCollatorWithPadding(tokenizer)
+    batches = [collate([harmful[i] for i in range(start, start + 8)]) for start in (0, 8, 16, 24)]
+    trainer.method._batches = iter(batches)
+    term, separability = trainer.method._readout_term(readout)
+    readout.eval()
+    with torch.no_grad():  # the three batches' mean tokens, measured together; the fourth is left for later
+        features = torch.cat([readout.layer_means([2], **{k: v for k, v in batch.items() if k != "labels"})[0]
+                              for batch in batches[:3]])
+    expected = fisher_separability(features, torch.cat([batch["labels"] for batch in batches[:3]]), 2)
+    assert separability == pytest.approx(float(expected), rel=1e-4)
+    assert float(term) == pytest.approx(math.log1p(float(expected)), rel=1e-4)
+    assert next(trainer.method._batches) is batches[3]
+    with pytest.raises(ValueError, match="mlac_readout_batches must be at least 1"):
+        NFTConfig(output_dir="/tmp/x", nft_method="mlac", mlac_readout_batches=0)

@@ -163,9 +163,9 @@ class Mlac(ProtectionMethod):
 
     def settings(self) -> dict[str, Any]:
         keys = ("inner_steps", "adversary_batch_sizes", "query_batch_size", "mlac_harmful_weight",
-                "mlac_linear_weight", "mlac_distill_weight", "mlac_adversary_optimizer", "mlac_adversary_lr",
-                "mlac_meta_lr", "mlac_adapt_encoder", "mlac_second_order", "mlac_erasure_rounds", "mlac_prune_fraction",
-                "learning_rate", "max_grad_norm", "max_steps")
+                "mlac_linear_weight", "mlac_readout_batches", "mlac_distill_weight", "mlac_adversary_optimizer",
+                "mlac_adversary_lr", "mlac_meta_lr", "mlac_adapt_encoder", "mlac_second_order", "mlac_erasure_rounds",
+                "mlac_prune_fraction", "learning_rate", "max_grad_norm", "max_steps")
         approximation = "second-order" if self.args.mlac_second_order else "first-order (FOMAML approximation)"
         pruned = {"mlac_prune_layers": self.prune_layers()} if self.args.mlac_prune_fraction else {}
         return {"method": self.name, "meta_gradient": approximation, "mlac_readout_layers": self.readout_layers(),
@@ -293,16 +293,18 @@ class Mlac(ProtectionMethod):
         return mean, metrics
 
     def _readout_term(self, readout: HarmfulReadout) -> tuple[torch.Tensor, float]:
-        """Mean over the readout layers of ``log(1 + J)`` on a restricted batch (dropout off), and the mean J."""
-        batch = next(self._batches)
+        """Mean over the readout layers of ``log(1 + J)`` on ``mlac_readout_batches`` restricted batches (dropout
+        off), and the mean J."""
+        batches = [next(self._batches) for _ in range(self.args.mlac_readout_batches)]
         was_training = readout.training
         readout.eval()
         try:
-            features = readout.layer_means(self.readout_layers(), **_inputs(batch))
+            per_batch = [readout.layer_means(self.readout_layers(), **_inputs(batch)) for batch in batches]
         finally:
             readout.train(was_training)
-        values = torch.stack([fisher_separability(layer, batch["labels"], self.harmful_labels())
-                              for layer in features])
+        labels = torch.cat([batch["labels"] for batch in batches])
+        values = torch.stack([fisher_separability(torch.cat(layer), labels, self.harmful_labels())
+                              for layer in zip(*per_batch)])
         return values.log1p().mean(), values.mean().item()
 
 
