@@ -61,13 +61,13 @@ class TextQuickstartSettings:
     mlac_learning_rate: float = 5e-5
     inner_steps: int = 1
     harmful_weight: float = 1.0
-    readout_weight: float = 0.1
+    readout_weight: float = 0.3
     distill_weight: float = 1.0
     erasure_rounds: int = 8
-    # Feed-forward units pruned in transformer layers 0-2, whose outputs (hidden states 1-3) decoded the task
+    # Feed-forward units pruned in transformer layers 0-3, whose outputs (hidden states 1-4) decoded the task
     # again from the erased embeddings.
-    prune_fraction: float = 0.25
-    prune_layers: list[int] = field(default_factory=lambda: [0, 1, 2])
+    prune_fraction: float = 0.3
+    prune_layers: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     budgets: list[int] = field(default_factory=lambda: [20, 60, 200])
     attack_steps: int = 25
     tuned_trials: int = 2

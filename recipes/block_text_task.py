@@ -2,7 +2,7 @@
 
     python recipes/block_text_task.py --output_dir runs/mlac-recipe --model_name_or_path runs/quickstart/text/unprotected \
         --learning_rate 5e-5 --max_steps 150 --inner_steps 1 --adversary_batch_sizes 16 --query_batch_size 16 \
-        --mlac_linear_weight 0.1 --mlac_distill_weight 1 --mlac_prune_fraction 0.25 --mlac_prune_layers 0 1 2
+        --mlac_linear_weight 0.3 --mlac_distill_weight 1 --mlac_prune_fraction 0.3 --mlac_prune_layers 0 1 2 3
 
 Every ``NFTConfig`` / ``TrainingArguments`` field is a flag (``--mlac_second_order``, ``--mlac_adapt_encoder
 false``, ``--mlac_linear_weight 0.5``, ...); ``--nft_method mlac`` is set for you. Without
