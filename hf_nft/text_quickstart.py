@@ -29,7 +29,7 @@ from hf_nft.attacks.runner import run_attack
 from hf_nft.attacks.spec import AttackSpec
 from hf_nft.config import NFTConfig
 from hf_nft.data import load_text_domain, per_class_subset, tokenize_text_dataset
-from hf_nft.text_models import load_minilm_classifier, load_minilm_tokenizer, minilm_path
+from hf_nft.text_models import load_minilm_classifier, load_minilm_tokenizer
 from hf_nft.trainer import NFTTrainer
 
 DESIRED, HARMFUL = ("text-genres", "genre"), ("movie-reviews", "sentiment")
@@ -96,8 +96,8 @@ class TextQuickstartSettings:
                    averaged_examples=20)
 
 
-def attack_specs(settings: TextQuickstartSettings, seed: int) -> list[AttackSpec]:
-    """The harness attacks run at each data budget."""
+def attack_specs(settings: TextQuickstartSettings, seed: int, tokenizer_path: str) -> list[AttackSpec]:
+    """The harness attacks run at each data budget (``tokenizer_path``: what the prompt probe tokenises with)."""
     common = {"batch_size": 16, "steps": settings.attack_steps, "eval_every": settings.attack_steps, "seed": seed,
               "eval_at_start": False}
     specs = [
@@ -107,7 +107,7 @@ def attack_specs(settings: TextQuickstartSettings, seed: int) -> list[AttackSpec
                    **{**common, "steps": 300, "eval_every": 300}),
         # Knows the label names: starts from the prompts' and examples' centroids, a few gentle steps.
         AttackSpec(kind="prompt_probe", optimizer="adam", learning_rate=1e-4, options={
-            "prompts": HARMFUL_PROMPTS, "tokenizer": str(minilm_path()), "max_length": settings.max_length},
+            "prompts": HARMFUL_PROMPTS, "tokenizer": tokenizer_path, "max_length": settings.max_length},
                    **{**common, "steps": 10, "eval_every": 10}),
         AttackSpec(kind="full_finetune", optimizer="adam", learning_rate=1e-4, reset_head=True, **common),
         AttackSpec(kind="lora", optimizer="adam", learning_rate=1e-3, options={"rank": 8}, **common),
@@ -210,7 +210,8 @@ def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, p
                "blocked": _accuracy(blocked, desired_eval, collator)}
     encoders = {"unprotected": unprotected, "blocked": blocked, "scratch": None}
     start = time.perf_counter()
-    rows = attack_rows(encoders, settings, attack_pool, harmful_eval, collator, seed, progress)
+    rows = attack_rows(encoders, settings, attack_pool, harmful_eval, collator, seed, tokenizer.name_or_path,
+                       progress)
     seconds["attacks"] = time.perf_counter() - start
     result = {"settings": asdict(settings), "desired_accuracy": desired, "attacks": rows,
               "strongest": _strongest(rows), "seconds": seconds,
@@ -222,17 +223,18 @@ def run_text_quickstart(output: str | Path, fast: bool = False, seed: int = 0, p
 
 
 def attack_rows(encoders: dict[str, torch.nn.Module | None], settings: TextQuickstartSettings, pool: Dataset,
-                eval_data: Dataset, collator: Any, seed: int, progress: bool = True) -> list[dict[str, Any]]:
+                eval_data: Dataset, collator: Any, seed: int, tokenizer_path: str,
+                progress: bool = True) -> list[dict[str, Any]]:
     """Every encoder (``None``: random init) attacked at every budget by every attack, once per draw: one row
     (``encoder``, ``budget``, ``attack``, ``draw``, ``accuracy``, ``chosen``) per run."""
     rows: list[dict[str, Any]] = []
-    total = len(encoders) * sum(map(settings.draws_at, settings.budgets)) * len(attack_specs(settings, seed))
+    total = len(encoders) * sum(map(settings.draws_at, settings.budgets)) * len(attack_specs(settings, seed, tokenizer_path))
     bar = tqdm(total=total, desc="attacks", disable=not progress)
     for encoder_name, source in encoders.items():
         model = _harmful_classifier(source, seed)
         for budget in settings.budgets:
             for draw in range(settings.draws_at(budget)):
-                for spec in attack_specs(settings, seed + draw):
+                for spec in attack_specs(settings, seed + draw, tokenizer_path):
                     run = run_attack(model, spec.replace(examples_per_class=budget // 2), pool, eval_data,
                                      collate_fn=collator)
                     rows.append({"encoder": encoder_name, "budget": budget, "attack": spec.name, "draw": draw,

@@ -80,8 +80,8 @@ def test_attack_rows_run_every_attack_once_per_draw_with_its_own_seed(monkeypatc
     monkeypatch.setattr(text_quickstart, "run_attack", fake_attack)
     settings = TextQuickstartSettings(budgets=[20, 200], tuned_trials=0)
     rows = text_quickstart.attack_rows({"blocked": "B", "scratch": None}, settings, None, None, None, seed=7,
-                                       progress=False)
-    attacks = len(text_quickstart.attack_specs(settings, 7))
+                                       tokenizer_path="a tokenizer", progress=False)
+    attacks = len(text_quickstart.attack_specs(settings, 7, "a tokenizer"))
     assert len(rows) == len(runs) == 2 * (3 + 1) * attacks
     assert {(row["encoder"], row["budget"], row["draw"]) for row in rows} == {
         (encoder, 20, draw) for encoder in ("blocked", "scratch") for draw in range(3)} | {
