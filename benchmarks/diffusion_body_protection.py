@@ -111,11 +111,11 @@ def main() -> None:
     restricted_train = load_domain("uci-digits")
     restricted_test = load_domain("uci-digits", "test").select(range(EVAL_IMAGES["restricted"]))
     model = UNet2DModel.from_pretrained(args.quickstart / "unprotected" / "unet")
-    config = protection_config(args.output, nft_method=EXPERIMENT, head_reset_probability=args.reset)
+    # The quickstart's settings when these experiments ran: 300 steps of alternation, then 400 of repair.
+    config = protection_config(args.output, nft_method=EXPERIMENT, head_reset_probability=args.reset,
+                               max_steps=700, diffusion_final_ntr_steps=400)
     NFTTrainer(model=model, args=config, train_dataset=original_train, restricted_dataset=restricted_train).train()
-    fresh = with_fresh_output_conv(model)
-    with torch.no_grad():
-        fresh.conv_norm_out.reset_parameters()
+    fresh = with_fresh_output_conv(model, norm=True)
     reset_attack = attack_specs()[0].replace(name="reset_output_adam_1e-3")
     for models, specs in (({"protected": model}, attack_specs()), ({"protected, output reset": fresh}, [reset_attack])):
         evaluation = evaluate_diffusion_protection(models, restricted_train, restricted_test, specs,

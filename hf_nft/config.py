@@ -154,6 +154,14 @@ class NFTConfig(TrainingArguments):
         default=0.0, metadata={"help": "sophon_diffusion: over the final NTR-only steps the learning rate goes "
                                "linearly from learning_rate to this (0: learning_rate as scheduled throughout)."}
     )
+    diffusion_stop_adversary_loss: float = field(
+        default=0.0, metadata={"help": "sophon_diffusion: the alternation ends early, and every later step is NTR "
+                               "repair, once the simulated adversary's denoising loss after its last step, averaged "
+                               "over the last diffusion_stop_window FTS steps, reaches this (0: never)."}
+    )
+    diffusion_stop_window: int = field(
+        default=10, metadata={"help": "sophon_diffusion: how many FTS steps diffusion_stop_adversary_loss averages."}
+    )
     diffusion_ntr_distillation: float = field(
         default=0.0, metadata={"help": "sophon_diffusion: NTR adds this weight times the MSE between the model's noise "
                                "prediction on original images and the prediction of the model as given to the trainer."}
@@ -324,6 +332,9 @@ class NFTConfig(TrainingArguments):
         if self.diffusion_nft_bound <= 0 or self.diffusion_ntr_distillation < 0:
             raise ValueError("diffusion_nft_bound must be positive and diffusion_ntr_distillation non-negative, got "
                              f"{self.diffusion_nft_bound} and {self.diffusion_ntr_distillation}.")
+        if self.diffusion_stop_adversary_loss < 0 or self.diffusion_stop_window < 1:
+            raise ValueError("diffusion_stop_adversary_loss must be non-negative and diffusion_stop_window at least 1, "
+                             f"got {self.diffusion_stop_adversary_loss} and {self.diffusion_stop_window}.")
         final = self.diffusion_final_ntr_steps
         if final < 0 or (self.max_steps > 0 and final >= self.max_steps):
             raise ValueError(f"diffusion_final_ntr_steps must be in [0, max_steps), got {final} with max_steps "

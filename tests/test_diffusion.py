@@ -169,6 +169,29 @@ def test_distillation_reference_stays_fixed_and_suppression_stays_below_the_time
     assert method.settings()["diffusion_suppression_max_timestep"] == 30
 
 
+@pytest.mark.parametrize(("target", "fts_steps_run"), [(1e-9, [0, 2]), (1e9, [0, 2, 4, 6])])
+def test_alternation_ends_once_the_simulated_adversary_fails_by_the_target(tmp_path, target, fts_steps_run):
+    args = tiny_config(tmp_path, max_steps=10, diffusion_final_ntr_steps=2, ntr_steps=1, logging_steps=1,
+                       diffusion_stop_adversary_loss=target, diffusion_stop_window=2,
+                       diffusion_final_ntr_learning_rate=1e-5)
+    trainer = NFTTrainer(model=small_unet(widths=TINY), args=args, train_dataset=images(32),
+                         restricted_dataset=images(32, seed=1))
+    trainer.train()
+    # Log entries carry the step after the optimizer step (1-based): step s logs the loss of global step s - 1.
+    suppression = [entry["step"] - 1 for entry in trainer.state.log_history if "fts_loss" in entry]
+    assert suppression == fts_steps_run
+    reached = target < 1
+    assert trainer.method.repair_start() == (3 if reached else 8)
+    ended = [entry["alternation_end_step"] for entry in trainer.state.log_history if "alternation_end_step" in entry]
+    assert ended == ([3.0] if reached else [])
+    assert trainer.method.settings()["diffusion_stop_adversary_loss"] == target
+    inputs = {"pixel_values": images(4)[:]["pixel_values"]}
+    for step, rate in ((trainer.method.repair_start(), args.learning_rate), (9, 1e-5)):  # annealed over the repair
+        trainer.state.global_step = step
+        trainer.method.training_loss(trainer.model, inputs)
+        assert all(group["lr"] == pytest.approx(rate) for group in trainer.optimizer.param_groups), step
+
+
 def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="diffusion_nft_loss"):
         tiny_config(tmp_path, diffusion_nft_loss="zero")
@@ -182,6 +205,10 @@ def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
         tiny_config(tmp_path, diffusion_final_ntr_steps=4)
     with pytest.raises(ValueError, match="diffusion_final_ntr_learning_rate"):
         tiny_config(tmp_path, diffusion_final_ntr_learning_rate=-1.0)
+    with pytest.raises(ValueError, match="diffusion_stop_adversary_loss"):
+        tiny_config(tmp_path, diffusion_stop_adversary_loss=-1.0)
+    with pytest.raises(ValueError, match="diffusion_stop_window"):
+        tiny_config(tmp_path, diffusion_stop_window=0)
     with pytest.raises(ValueError, match="remove_unused_columns"):
         NFTTrainer(model=small_unet(widths=TINY), args=tiny_config(tmp_path, remove_unused_columns=True),
                    train_dataset=images(8), restricted_dataset=images(8))

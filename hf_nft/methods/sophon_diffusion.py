@@ -10,7 +10,10 @@ non-fine-tunable loss along its trajectory is ``diffusion_nft_loss`` (``dos``: `
 suppressing there costs the original domain). NTR is the denoising loss on original-domain images, plus
 ``diffusion_ntr_distillation`` times the MSE to the noise prediction of the model as it was given to the trainer
 (a low-variance pull towards the original behaviour); the last ``diffusion_final_ntr_steps`` steps are NTR only,
-with the learning rate annealed linearly to ``diffusion_final_ntr_learning_rate`` when it is set.
+with the learning rate annealed linearly to ``diffusion_final_ntr_learning_rate`` when it is set. With
+``diffusion_stop_adversary_loss`` the alternation ends as soon as the simulated fine-tuning fails by that much (the
+adversary's loss after its last step, averaged over ``diffusion_stop_window`` FTS steps), and the repair starts
+there: how long the alternation needs to get there differs from run to run.
 A UNet has no classification head; with probability ``head_reset_probability`` a simulated adversary
 re-initialises the UNet's output layers instead (``conv_norm_out`` and ``conv_out``: an attacker who suspects the
 protection sits in the layer that scales the noise prediction resets it), so the protection cannot live there
@@ -21,6 +24,7 @@ measures classification accuracy and is not used (``guard_every`` must be 0 when
 from __future__ import annotations
 
 import copy
+from collections import deque
 from typing import Any
 
 import torch
@@ -56,6 +60,9 @@ class SophonDiffusion(Sophon):
         self.reference: nn.Module | None = None
         if self.args.diffusion_ntr_distillation > 0:
             self.reference = copy.deepcopy(trainer.model).eval().requires_grad_(False)
+        # The global step from which every step is NTR repair (None: the last diffusion_final_ntr_steps).
+        self.alternation_end_step: int | None = None
+        self._adversary_losses: deque[float] = deque(maxlen=self.args.diffusion_stop_window)
 
     def validate(self) -> None:
         model = self.trainer.model
@@ -76,6 +83,7 @@ class SophonDiffusion(Sophon):
     def settings(self) -> dict[str, Any]:
         keys = ("diffusion_nft_loss", "diffusion_nft_bound", "diffusion_suppression_max_timestep",
                 "diffusion_ntr_distillation", "diffusion_final_ntr_steps", "diffusion_final_ntr_learning_rate",
+                "diffusion_stop_adversary_loss", "diffusion_stop_window",
                 "diffusion_train_timesteps",
                 "diffusion_beta_schedule", "alpha", "beta", "fts_steps", "ntr_steps", "inner_steps", "adversary_pool",
                 "adversary_batch_sizes", "head_reset_probability",
@@ -85,19 +93,34 @@ class SophonDiffusion(Sophon):
     def is_suppression_step(self) -> bool:
         return super().is_suppression_step() and not self.in_final_steps()
 
+    def repair_start(self) -> int:
+        """The global step from which every step is NTR repair."""
+        scheduled = self.trainer.state.max_steps - self.args.diffusion_final_ntr_steps
+        return scheduled if self.alternation_end_step is None else min(scheduled, self.alternation_end_step)
+
     def in_final_steps(self) -> bool:
-        """Whether the current optimizer step is one of the final NTR-only steps."""
-        return self.trainer.state.global_step >= self.trainer.state.max_steps - self.args.diffusion_final_ntr_steps
+        """Whether the current optimizer step is one of the final NTR-only (repair) steps."""
+        return self.trainer.state.global_step >= self.repair_start()
 
     def training_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        final, steps = self.args.diffusion_final_ntr_learning_rate, self.args.diffusion_final_ntr_steps
+        final, start = self.args.diffusion_final_ntr_learning_rate, self.repair_start()
         if final > 0 and self.in_final_steps() and self.trainer.optimizer is not None:
-            done = self.trainer.state.global_step - (self.trainer.state.max_steps - steps)
+            done, steps = self.trainer.state.global_step - start, self.trainer.state.max_steps - start
             rate = self.args.learning_rate + (final - self.args.learning_rate) * done / max(1, steps - 1)
             # Set before this step's optimizer.step(); the scheduler resets it after, so it is set every step.
             for group in self.trainer.optimizer.param_groups:
                 group["lr"] = rate
         return super().training_loss(model, inputs)
+
+    def _suppression_loss(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+        surrogate, metrics = super()._suppression_loss(model)
+        target = self.args.diffusion_stop_adversary_loss
+        self._adversary_losses.append(metrics["fts_adversary_loss_end"])
+        if target > 0 and len(self._adversary_losses) == self._adversary_losses.maxlen and (
+                sum(self._adversary_losses) / len(self._adversary_losses) >= target):
+            self.alternation_end_step = self.trainer.state.global_step + 1
+            metrics["alternation_end_step"] = float(self.alternation_end_step)
+        return surrogate, metrics
 
     def reinforcement_loss(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         if IMAGE_KEY not in inputs:
