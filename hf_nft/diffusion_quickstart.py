@@ -32,6 +32,9 @@ EVAL_IMAGES = {"original": 500, "restricted": 200}
 DIFFUSION_ADVERSARY_POOL = ["adam:0.001", "adam:0.003", "adamw:0.002", "sgd_momentum:0.01", "rmsprop:0.001"]
 # Suppress only below 60 of the 100 timesteps: above, noisy mnist and uci-digits images are nearly indistinguishable.
 SUPPRESSION_MAX_TIMESTEP = 60
+# The alternation ends once the simulated Adam adversary's denoising loss after its 8 steps averages 30 over 10 FTS
+# steps (the unprotected model's is about 0.1); 0.1 is also about what the attack reaches in 150 steps.
+STOP_ADVERSARY_LOSS = 30.0
 
 
 def diffusion_attacks(fast: bool = False, seed: int = 0) -> list[AttackSpec]:
@@ -61,11 +64,13 @@ def pretrain_ddpm(output: Path, train: Dataset, steps: int, seed: int = 0, progr
 def protection_config(output_dir: str | Path, fast: bool = False, seed: int = 0, **overrides: Any) -> NFTConfig:
     """The quickstart's SOPHON diffusion settings (``fast`` shortens the run for tests and smoke checks): the
     alternation (1 FTS step simulating the full fine-tuning attack's optimizer, rate and batch, then 1 NTR step),
-    then ``diffusion_final_ntr_steps`` NTR-only steps that repair the original domain at a decaying rate."""
-    steps, final = (40, 10) if fast else (700, 400)
+    until the simulated adversary fails by ``STOP_ADVERSARY_LOSS`` (at the latest ``diffusion_final_ntr_steps``
+    before the end), then NTR-only steps that repair the original domain at a decaying rate."""
+    steps, final = (40, 10) if fast else (1100, 600)
     values = quiet_training_arguments(
         output_dir, nft_method="sophon_diffusion", diffusion_nft_loss="log_ascent", max_steps=steps,
-        diffusion_final_ntr_steps=final, diffusion_final_ntr_learning_rate=1e-4,
+        diffusion_final_ntr_steps=final, diffusion_final_ntr_learning_rate=1e-5,
+        diffusion_stop_adversary_loss=0.0 if fast else STOP_ADVERSARY_LOSS,
         diffusion_suppression_max_timestep=SUPPRESSION_MAX_TIMESTEP, diffusion_ntr_distillation=1.0,
         learning_rate=5e-4, lr_scheduler_type="constant", per_device_train_batch_size=32,
         remove_unused_columns=False, seed=seed, inner_steps=2 if fast else 8, fts_steps=1, ntr_steps=1,
@@ -128,6 +133,7 @@ class DiffusionQuickstartResult:
     evaluation: DiffusionEvaluation
     checks: dict[str, bool]
     seconds: dict[str, float]
+    alternation_end_step: int
 
 
 def run_diffusion_quickstart(output_dir: str | Path, fast: bool = False, seed: int = 0,
@@ -157,6 +163,7 @@ def run_diffusion_quickstart(output_dir: str | Path, fast: bool = False, seed: i
     trainer.train()
     save_pipeline(protected, scheduler, output / "protected")
     write_text(output / "protected" / "nft_settings.json", json.dumps(trainer.method.settings(), indent=2) + "\n")
+    alternation_end = trainer.method.repair_start()
     seconds["protect"] = time.perf_counter() - phase
 
     phase = time.perf_counter()
@@ -190,9 +197,9 @@ def run_diffusion_quickstart(output_dir: str | Path, fast: bool = False, seed: i
     write_text(output / "report.json", json.dumps({
         **evaluation.to_dict(), "domain_classifier_accuracy": classifier_accuracy, "checks": checks,
         "settings": trainer.method.settings(), "attacks": [spec.to_dict() for spec in diffusion_attacks(fast, seed)],
-        "seconds": seconds, "fast": fast,
+        "alternation_end_step": alternation_end, "seconds": seconds, "fast": fast,
     }, indent=2) + "\n")
-    return DiffusionQuickstartResult(output, evaluation, checks, seconds)
+    return DiffusionQuickstartResult(output, evaluation, checks, seconds, alternation_end)
 
 
 def evaluation_count(evaluation: DiffusionEvaluation) -> int:
@@ -210,6 +217,7 @@ def print_diffusion_result(result: DiffusionQuickstartResult) -> None:
     for stage, by_role in result.evaluation.per_timestep.items():
         for role, by_step in by_role.items():
             print(f"  {stage:<16}{role:<12}" + "  ".join(f"t={step} {value:.3f}" for step, value in by_step.items()))
+    print(f"\nThe FTS/NTR alternation ran until step {result.alternation_end_step}; NTR repair after it.")
     print("\nChecks (diffusion issue):")
     for name, holds in result.checks.items():
         print(f"  [{'ok' if holds else 'FAIL'}] {name}")

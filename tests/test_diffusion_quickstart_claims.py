@@ -1,8 +1,9 @@
 """The full diffusion quickstart writes its outputs and is measured against the diffusion issue's claims (slow: about
 15 minutes on one CPU thread).
 
-Run with ``pytest -m slow``; the default test command deselects it. Measured at seed 0 (README, "SOPHON for
-diffusion models"): every check holds (one seed; a different thread count or platform may change the figures).
+Run with ``pytest -m slow``; the default test command deselects it. Measured on seeds 0, 1 and 2 (README, "SOPHON
+for diffusion models"): the denoising and original-domain claims hold, the samples claim does not (seed 0: 0.766 of
+the protected model's samples read as restricted after full fine-tuning, against the bound of 0.5).
 """
 
 import json
@@ -36,7 +37,17 @@ def test_full_diffusion_quickstart_writes_its_outputs(quickstart):
     assert torch.isfinite(torch.tensor(result.evaluation.report.original["protected"]))
 
 
-def test_full_diffusion_quickstart_meets_every_claim(quickstart):
+SAMPLES_CLAIM = "full fine-tuning: protected samples restricted at most half as often as unprotected's"
+
+
+def test_full_diffusion_quickstart_meets_the_denoising_and_original_domain_claims(quickstart):
     _, result = quickstart
-    failed = [name for name, holds in result.checks.items() if not holds]
+    failed = [name for name, holds in result.checks.items() if not holds and name != SAMPLES_CLAIM]
     assert not failed, failed
+    assert 0 < result.alternation_end_step <= 500
+
+
+@pytest.mark.xfail(strict=True, reason="measured: 0.766 vs 1.000 at seed 0 (bound 0.5); see the README")
+def test_full_diffusion_quickstart_meets_the_samples_claim(quickstart):
+    _, result = quickstart
+    assert result.checks[SAMPLES_CLAIM]
