@@ -1,6 +1,6 @@
 """Experiments that try to move the diffusion quickstart's protection from the output layer into the UNet's body
 (README, "Moving the protection out of the output layer"). Each run protects the quickstart's pre-trained UNet with
-the quickstart's settings plus one change, then attacks it (Adam 1e-3, LoRA, Adam 3e-4, and re-initialising
+the quickstart's previous settings (300 alternation steps, 400 repair steps to 1e-4, no stop target) plus one change, then attacks it (Adam 1e-3, LoRA, Adam 3e-4, and re-initialising
 ``conv_norm_out`` + ``conv_out`` before Adam 1e-3; 150 steps at batch 32) and prints the restricted MSE curves.
 
 Changes: ``--reset P`` (simulated adversaries reset the output layers with probability P) and ``--readout W``
@@ -113,7 +113,8 @@ def main() -> None:
     model = UNet2DModel.from_pretrained(args.quickstart / "unprotected" / "unet")
     # The quickstart's settings when these experiments ran: 300 steps of alternation, then 400 of repair.
     config = protection_config(args.output, nft_method=EXPERIMENT, head_reset_probability=args.reset,
-                               max_steps=700, diffusion_final_ntr_steps=400)
+                               max_steps=700, diffusion_final_ntr_steps=400, diffusion_final_ntr_learning_rate=1e-4,
+                               diffusion_stop_adversary_loss=0.0)
     NFTTrainer(model=model, args=config, train_dataset=original_train, restricted_dataset=restricted_train).train()
     fresh = with_fresh_output_conv(model, norm=True)
     reset_attack = attack_specs()[0].replace(name="reset_output_adam_1e-3")
