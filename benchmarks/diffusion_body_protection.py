@@ -1,7 +1,8 @@
 """Experiments that try to move the diffusion quickstart's protection from the output layer into the UNet's body
-(README, "Moving the protection out of the output layer"). Each run protects the quickstart's pre-trained UNet with
-the quickstart's previous settings (300 alternation steps, 400 repair steps to 1e-4, no stop target) plus one change, then attacks it (Adam 1e-3, LoRA, Adam 3e-4, and re-initialising
-``conv_norm_out`` + ``conv_out`` before Adam 1e-3; 150 steps at batch 32) and prints the restricted MSE curves.
+(README, "Moving the protection out of the output layer"). Each run protects the quickstart's pre-trained UNet
+with the quickstart's previous settings (300 alternation steps, 400 repair steps to 1e-4, no stop target) plus one
+change, then attacks it (Adam 1e-3, LoRA, Adam 3e-4, and re-initialising ``conv_norm_out`` + ``conv_out`` before
+Adam 1e-3; 150 steps at batch 32) and prints the restricted MSE curves.
 
 Changes: ``--reset P`` (simulated adversaries reset the output layers with probability P) and ``--readout W``
 (NTR also adds ``-W log`` of the best ridge-refit output convolution's held-out error on restricted images, on the
