@@ -162,6 +162,10 @@ class NFTConfig(TrainingArguments):
     diffusion_stop_window: int = field(
         default=10, metadata={"help": "sophon_diffusion: how many FTS steps diffusion_stop_adversary_loss averages."}
     )
+    diffusion_repair_fts_every: int = field(
+        default=0, metadata={"help": "sophon_diffusion: during the repair, every this many steps one is an FTS step "
+                             "that keeps the protection from eroding (0: the repair is NTR only)."}
+    )
     diffusion_ntr_distillation: float = field(
         default=0.0, metadata={"help": "sophon_diffusion: NTR adds this weight times the MSE between the model's noise "
                                "prediction on original images and the prediction of the model as given to the trainer."}
@@ -335,6 +339,9 @@ class NFTConfig(TrainingArguments):
         if self.diffusion_stop_adversary_loss < 0 or self.diffusion_stop_window < 1:
             raise ValueError("diffusion_stop_adversary_loss must be non-negative and diffusion_stop_window at least 1, "
                              f"got {self.diffusion_stop_adversary_loss} and {self.diffusion_stop_window}.")
+        if self.diffusion_repair_fts_every < 0:
+            raise ValueError(f"diffusion_repair_fts_every must be non-negative (0: off), got "
+                             f"{self.diffusion_repair_fts_every}.")
         final = self.diffusion_final_ntr_steps
         if final < 0 or (self.max_steps > 0 and final >= self.max_steps):
             raise ValueError(f"diffusion_final_ntr_steps must be in [0, max_steps), got {final} with max_steps "

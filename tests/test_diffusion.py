@@ -192,6 +192,20 @@ def test_alternation_ends_once_the_simulated_adversary_fails_by_the_target(tmp_p
         assert all(group["lr"] == pytest.approx(rate) for group in trainer.optimizer.param_groups), step
 
 
+def test_repair_keeps_every_kth_step_an_fts_step_without_moving_its_start(tmp_path):
+    args = tiny_config(tmp_path, max_steps=10, diffusion_final_ntr_steps=2, ntr_steps=1, logging_steps=1,
+                       diffusion_stop_adversary_loss=1e-9, diffusion_stop_window=2, diffusion_repair_fts_every=3)
+    trainer = NFTTrainer(model=small_unet(widths=TINY), args=args, train_dataset=images(32),
+                         restricted_dataset=images(32, seed=1))
+    trainer.train()
+    suppression = [entry["step"] - 1 for entry in trainer.state.log_history if "fts_loss" in entry]
+    assert suppression == [0, 2, 5, 8]  # the alternation's two, then every third repair step from step 3
+    assert trainer.method.repair_start() == 3
+    ended = [entry["alternation_end_step"] for entry in trainer.state.log_history if "alternation_end_step" in entry]
+    assert ended == [3.0]
+    assert trainer.method.settings()["diffusion_repair_fts_every"] == 3
+
+
 def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="diffusion_nft_loss"):
         tiny_config(tmp_path, diffusion_nft_loss="zero")
@@ -209,6 +223,8 @@ def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
         tiny_config(tmp_path, diffusion_stop_adversary_loss=-1.0)
     with pytest.raises(ValueError, match="diffusion_stop_window"):
         tiny_config(tmp_path, diffusion_stop_window=0)
+    with pytest.raises(ValueError, match="diffusion_repair_fts_every"):
+        tiny_config(tmp_path, diffusion_repair_fts_every=-1)
     with pytest.raises(ValueError, match="remove_unused_columns"):
         NFTTrainer(model=small_unet(widths=TINY), args=tiny_config(tmp_path, remove_unused_columns=True),
                    train_dataset=images(8), restricted_dataset=images(8))

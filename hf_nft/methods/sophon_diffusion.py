@@ -13,7 +13,8 @@ suppressing there costs the original domain). NTR is the denoising loss on origi
 with the learning rate annealed linearly to ``diffusion_final_ntr_learning_rate`` when it is set. With
 ``diffusion_stop_adversary_loss`` the alternation ends as soon as the simulated fine-tuning fails by that much (the
 adversary's loss after its last step, averaged over ``diffusion_stop_window`` FTS steps), and the repair starts
-there: how long the alternation needs to get there differs from run to run.
+there: how long the alternation needs to get there differs from run to run. With ``diffusion_repair_fts_every`` = k,
+every k-th repair step is an FTS step, a maintenance of the protection while the original domain is repaired.
 A UNet has no classification head; with probability ``head_reset_probability`` a simulated adversary
 re-initialises the UNet's output layers instead (``conv_norm_out`` and ``conv_out``: an attacker who suspects the
 protection sits in the layer that scales the noise prediction resets it), so the protection cannot live there
@@ -83,7 +84,7 @@ class SophonDiffusion(Sophon):
     def settings(self) -> dict[str, Any]:
         keys = ("diffusion_nft_loss", "diffusion_nft_bound", "diffusion_suppression_max_timestep",
                 "diffusion_ntr_distillation", "diffusion_final_ntr_steps", "diffusion_final_ntr_learning_rate",
-                "diffusion_stop_adversary_loss", "diffusion_stop_window",
+                "diffusion_stop_adversary_loss", "diffusion_stop_window", "diffusion_repair_fts_every",
                 "diffusion_train_timesteps",
                 "diffusion_beta_schedule", "alpha", "beta", "fts_steps", "ntr_steps", "inner_steps", "adversary_pool",
                 "adversary_batch_sizes", "head_reset_probability",
@@ -91,7 +92,10 @@ class SophonDiffusion(Sophon):
         return {"method": self.name, **{key: getattr(self.args, key) for key in keys}}
 
     def is_suppression_step(self) -> bool:
-        return super().is_suppression_step() and not self.in_final_steps()
+        if not self.in_final_steps():
+            return super().is_suppression_step()
+        every = self.args.diffusion_repair_fts_every
+        return every > 0 and (self.trainer.state.global_step - self.repair_start()) % every == every - 1
 
     def repair_start(self) -> int:
         """The global step from which every step is NTR repair."""
@@ -114,10 +118,11 @@ class SophonDiffusion(Sophon):
 
     def _suppression_loss(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         surrogate, metrics = super()._suppression_loss(model)
-        target = self.args.diffusion_stop_adversary_loss
-        self._adversary_losses.append(metrics["fts_adversary_loss_end"])
-        if target > 0 and len(self._adversary_losses) == self._adversary_losses.maxlen and (
-                sum(self._adversary_losses) / len(self._adversary_losses) >= target):
+        target, losses = self.args.diffusion_stop_adversary_loss, self._adversary_losses
+        losses.append(metrics["fts_adversary_loss_end"])
+        # Once ended, the alternation stays ended: the repair's maintenance FTS steps do not move its start.
+        if target > 0 and self.alternation_end_step is None and len(losses) == losses.maxlen and (
+                sum(losses) / len(losses) >= target):
             self.alternation_end_step = self.trainer.state.global_step + 1
             metrics["alternation_end_step"] = float(self.alternation_end_step)
         return surrogate, metrics
