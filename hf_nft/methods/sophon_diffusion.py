@@ -61,7 +61,7 @@ class SophonDiffusion(Sophon):
         self.reference: nn.Module | None = None
         if self.args.diffusion_ntr_distillation > 0:
             self.reference = copy.deepcopy(trainer.model).eval().requires_grad_(False)
-        # The global step from which every step is NTR repair (None: the last diffusion_final_ntr_steps).
+        # The global step from which the repair runs (None: the last diffusion_final_ntr_steps).
         self.alternation_end_step: int | None = None
         self._adversary_losses: deque[float] = deque(maxlen=self.args.diffusion_stop_window)
 
@@ -98,12 +98,12 @@ class SophonDiffusion(Sophon):
         return every > 0 and (self.trainer.state.global_step - self.repair_start()) % every == every - 1
 
     def repair_start(self) -> int:
-        """The global step from which every step is NTR repair."""
+        """The global step from which the repair runs (NTR steps, and maintenance FTS steps if any)."""
         scheduled = self.trainer.state.max_steps - self.args.diffusion_final_ntr_steps
         return scheduled if self.alternation_end_step is None else min(scheduled, self.alternation_end_step)
 
     def in_final_steps(self) -> bool:
-        """Whether the current optimizer step is one of the final NTR-only (repair) steps."""
+        """Whether the current optimizer step is one of the final (repair) steps."""
         return self.trainer.state.global_step >= self.repair_start()
 
     def training_loss(self, model: nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
