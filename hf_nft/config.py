@@ -166,6 +166,11 @@ class NFTConfig(TrainingArguments):
         default=0, metadata={"help": "sophon_diffusion: during the repair, every this many steps one is an FTS step "
                              "that keeps the protection from eroding (0: the repair is NTR only)."}
     )
+    diffusion_repair_original_tolerance: float = field(
+        default=0.0, metadata={"help": "sophon_diffusion: a due maintenance FTS step waits until the original-domain "
+                               "denoising MSE of the NTR steps since the last FTS step is within this fraction of "
+                               "the MSE of the model as given to the trainer on the same noisy images (0: no wait)."}
+    )
     diffusion_ntr_distillation: float = field(
         default=0.0, metadata={"help": "sophon_diffusion: NTR adds this weight times the MSE between the model's noise "
                                "prediction on original images and the prediction of the model as given to the trainer."}
@@ -342,6 +347,12 @@ class NFTConfig(TrainingArguments):
         if self.diffusion_repair_fts_every < 0:
             raise ValueError(f"diffusion_repair_fts_every must be non-negative (0: off), got "
                              f"{self.diffusion_repair_fts_every}.")
+        if self.diffusion_repair_original_tolerance < 0:
+            raise ValueError(f"diffusion_repair_original_tolerance must be non-negative (0: off), got "
+                             f"{self.diffusion_repair_original_tolerance}.")
+        if self.diffusion_repair_original_tolerance > 0 and self.diffusion_repair_fts_every == 0:
+            raise ValueError("diffusion_repair_original_tolerance gates maintenance FTS steps; set "
+                             "diffusion_repair_fts_every > 0 as well.")
         final = self.diffusion_final_ntr_steps
         if final < 0 or (self.max_steps > 0 and final >= self.max_steps):
             raise ValueError(f"diffusion_final_ntr_steps must be in [0, max_steps), got {final} with max_steps "

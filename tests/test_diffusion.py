@@ -206,6 +206,53 @@ def test_repair_keeps_every_kth_step_an_fts_step_without_moving_its_start(tmp_pa
     assert trainer.method.settings()["diffusion_repair_fts_every"] == 3
 
 
+def test_a_due_maintenance_step_waits_until_the_original_domain_is_within_tolerance(tmp_path):
+    args = tiny_config(tmp_path, max_steps=40, diffusion_final_ntr_steps=30, diffusion_repair_fts_every=4,
+                       diffusion_repair_original_tolerance=0.05)
+    trainer = NFTTrainer(model=small_unet(widths=TINY), args=args, train_dataset=images(32),
+                         restricted_dataset=images(32, seed=1))
+    method, state = trainer.method, trainer.state
+    state.max_steps = 40  # the repair runs from step 10
+    method._last_fts_step = 10  # the first maintenance step; the next is due at step 14
+    method._original_losses.extend([(1.2, 1.0), (1.0, 1.0)])  # 10% above the reference: not within 5%
+    decisions = {}
+    for step in (11, 14, 20):
+        state.global_step = step
+        decisions[step] = method.is_suppression_step()
+    assert method.original_ratio() == pytest.approx(1.1)
+    assert decisions == {11: False, 14: False, 20: False}  # not due, then due but waiting for the repair
+    method._original_losses.append((0.9, 1.0))  # (1.2 + 1.0 + 0.9) / 3 = 1.033: within 5%
+    assert method.is_suppression_step()  # step 20, six steps after it was due
+    state.global_step = 10
+    assert method.is_suppression_step()  # another micro-batch of the FTS step itself
+    # NTR records the model's and the given model's denoising MSE on the same noisy images.
+    method._original_losses.clear()
+    method._generator.manual_seed(0)
+    inputs = {"pixel_values": images(4)[:]["pixel_values"]}
+    method.reinforcement_loss(trainer.model, inputs)
+    method._generator.manual_seed(0)
+    noisy, timesteps, noise = add_noise(inputs["pixel_values"], method.scheduler, method._generator)
+    with torch.no_grad():
+        expected = denoising_mse(trainer.model(sample=noisy, timestep=timesteps).sample, noise).item()
+    ((model_mse, reference_mse),) = method._original_losses
+    assert model_mse == pytest.approx(expected, rel=1e-5)
+    assert reference_mse == pytest.approx(expected, rel=1e-5)  # untrained: the model is still the given one
+    assert method.settings()["diffusion_repair_original_tolerance"] == 0.05
+
+
+def test_maintenance_with_an_ample_tolerance_runs_on_the_period_and_logs_the_ratio(tmp_path):
+    args = tiny_config(tmp_path, max_steps=10, diffusion_final_ntr_steps=2, ntr_steps=1, logging_steps=1,
+                       diffusion_stop_adversary_loss=1e-9, diffusion_stop_window=2, diffusion_repair_fts_every=3,
+                       diffusion_repair_original_tolerance=1e9)
+    trainer = NFTTrainer(model=small_unet(widths=TINY), args=args, train_dataset=images(32),
+                         restricted_dataset=images(32, seed=1))
+    trainer.train()
+    history = trainer.state.log_history
+    assert [entry["step"] - 1 for entry in history if "fts_loss" in entry] == [0, 2, 5, 8]
+    ratios = [entry["ntr_original_ratio"] for entry in history if "ntr_original_ratio" in entry]
+    assert len(ratios) == 6 and all(math.isfinite(ratio) and ratio > 0 for ratio in ratios)
+
+
 def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="diffusion_nft_loss"):
         tiny_config(tmp_path, diffusion_nft_loss="zero")
@@ -225,6 +272,10 @@ def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
         tiny_config(tmp_path, diffusion_stop_window=0)
     with pytest.raises(ValueError, match="diffusion_repair_fts_every"):
         tiny_config(tmp_path, diffusion_repair_fts_every=-1)
+    with pytest.raises(ValueError, match="diffusion_repair_original_tolerance"):
+        tiny_config(tmp_path, diffusion_repair_original_tolerance=-0.1)
+    with pytest.raises(ValueError, match="diffusion_repair_fts_every > 0"):
+        tiny_config(tmp_path, diffusion_repair_original_tolerance=0.1)
     with pytest.raises(ValueError, match="remove_unused_columns"):
         NFTTrainer(model=small_unet(widths=TINY), args=tiny_config(tmp_path, remove_unused_columns=True),
                    train_dataset=images(8), restricted_dataset=images(8))

@@ -14,7 +14,11 @@ with the learning rate annealed linearly to ``diffusion_final_ntr_learning_rate`
 ``diffusion_stop_adversary_loss`` the alternation ends as soon as the simulated fine-tuning fails by that much (the
 adversary's loss after its last step, averaged over ``diffusion_stop_window`` FTS steps), and the repair starts
 there: how long the alternation needs to get there differs from run to run. With ``diffusion_repair_fts_every`` = k,
-every k-th repair step is an FTS step, a maintenance of the protection while the original domain is repaired.
+every k-th repair step is an FTS step, a maintenance of the protection while the original domain is repaired; with
+``diffusion_repair_original_tolerance`` = tau a due maintenance step waits until the original domain is repaired to
+within tau (the NTR steps' denoising MSE since the last FTS step, relative to the MSE of the model as given to the
+trainer on the same noisy images), so the repair first restores the original domain and then spends what the
+tolerance leaves on the protection.
 A UNet has no classification head; with probability ``head_reset_probability`` a simulated adversary
 re-initialises the UNet's output layers instead (``conv_norm_out`` and ``conv_out``: an attacker who suspects the
 protection sits in the layer that scales the noise prediction resets it), so the protection cannot live there
@@ -59,11 +63,15 @@ class SophonDiffusion(Sophon):
         self.diffusion_nft_loss = nft_loss_function(self.args.diffusion_nft_loss, self.args.diffusion_nft_bound)
         self.suppression_max_timestep = self.args.diffusion_suppression_max_timestep or None
         self.reference: nn.Module | None = None
-        if self.args.diffusion_ntr_distillation > 0:
+        tolerance = self.args.diffusion_repair_original_tolerance
+        if self.args.diffusion_ntr_distillation > 0 or tolerance > 0:
             self.reference = copy.deepcopy(trainer.model).eval().requires_grad_(False)
         # The global step from which the repair runs (None: the last diffusion_final_ntr_steps).
         self.alternation_end_step: int | None = None
         self._adversary_losses: deque[float] = deque(maxlen=self.args.diffusion_stop_window)
+        self._last_fts_step = -1
+        # (model, reference) original-domain denoising MSE of the NTR steps since the last FTS step.
+        self._original_losses: deque[tuple[float, float]] = deque(maxlen=max(1, self.args.diffusion_repair_fts_every))
 
     def validate(self) -> None:
         model = self.trainer.model
@@ -85,6 +93,7 @@ class SophonDiffusion(Sophon):
         keys = ("diffusion_nft_loss", "diffusion_nft_bound", "diffusion_suppression_max_timestep",
                 "diffusion_ntr_distillation", "diffusion_final_ntr_steps", "diffusion_final_ntr_learning_rate",
                 "diffusion_stop_adversary_loss", "diffusion_stop_window", "diffusion_repair_fts_every",
+                "diffusion_repair_original_tolerance",
                 "diffusion_train_timesteps",
                 "diffusion_beta_schedule", "alpha", "beta", "fts_steps", "ntr_steps", "inner_steps", "adversary_pool",
                 "adversary_batch_sizes", "head_reset_probability",
@@ -94,8 +103,27 @@ class SophonDiffusion(Sophon):
     def is_suppression_step(self) -> bool:
         if not self.in_final_steps():
             return super().is_suppression_step()
-        every = self.args.diffusion_repair_fts_every
-        return every > 0 and (self.trainer.state.global_step - self.repair_start()) % every == every - 1
+        every, step = self.args.diffusion_repair_fts_every, self.trainer.state.global_step
+        if every == 0:
+            return False
+        last = max(self._last_fts_step, self.repair_start() - 1)
+        # step == last: a later micro-batch of an FTS step (gradient accumulation) is FTS too.
+        return step == last or (step - last >= every and self.original_within_tolerance())
+
+    def original_ratio(self) -> float | None:
+        """The NTR steps' original-domain denoising MSE since the last FTS step over the reference model's on the
+        same noisy images (None before any)."""
+        if not self._original_losses:
+            return None
+        model, reference = map(sum, zip(*self._original_losses))
+        return model / reference
+
+    def original_within_tolerance(self) -> bool:
+        """Whether the original domain is repaired to within ``diffusion_repair_original_tolerance`` (always, when
+        it is 0)."""
+        tolerance = self.args.diffusion_repair_original_tolerance
+        ratio = self.original_ratio()
+        return tolerance == 0 or (ratio is not None and ratio <= 1 + tolerance)
 
     def repair_start(self) -> int:
         """The global step from which the repair runs (NTR steps, and maintenance FTS steps if any)."""
@@ -114,10 +142,16 @@ class SophonDiffusion(Sophon):
             # Set before this step's optimizer.step(); the scheduler resets it after, so it is set every step.
             for group in self.trainer.optimizer.param_groups:
                 group["lr"] = rate
-        return super().training_loss(model, inputs)
+        loss, metrics = super().training_loss(model, inputs)
+        ratio = self.original_ratio()
+        if "ntr_loss" in metrics and ratio is not None:
+            metrics["ntr_original_ratio"] = ratio
+        return loss, metrics
 
     def _suppression_loss(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         surrogate, metrics = super()._suppression_loss(model)
+        self._last_fts_step = self.trainer.state.global_step
+        self._original_losses.clear()
         target, losses = self.args.diffusion_stop_adversary_loss, self._adversary_losses
         losses.append(metrics["fts_adversary_loss_end"])
         # Once ended, the alternation stays ended: the repair's maintenance FTS steps do not move its start.
@@ -138,6 +172,7 @@ class SophonDiffusion(Sophon):
         self.reference.to(prediction.device)
         with torch.no_grad():
             target = predict_noise(lambda batch: self.reference(**batch), noisy, timesteps)
+        self._original_losses.append((loss.item(), denoising_mse(target, noise).item()))
         return loss + self.args.diffusion_ntr_distillation * F.mse_loss(prediction.float(), target.float())
 
     def adversary_loss(self, forward: Forward, batch: Batch) -> torch.Tensor:
