@@ -1,15 +1,16 @@
-"""The trade-off of ``diffusion_repair_fts_every`` (README, "Maintenance FTS steps during the repair"): protect the
-diffusion quickstart's pre-trained UNet with the quickstart's settings and each given maintenance period (0: the
-default, NTR-only repair), attack it with the quickstart's full fine-tuning (Adam 1e-3, 150 steps at batch 32),
+"""The trade-off of ``diffusion_repair_fts_every`` and ``diffusion_repair_original_tolerance`` (README, "Maintenance
+FTS steps during the repair"): protect the diffusion quickstart's pre-trained UNet with the quickstart's settings and
+each given maintenance period (0: NTR-only repair) and tolerance (0: maintenance on the period), attack it with the quickstart's full fine-tuning (Adam 1e-3, 150 steps at batch 32),
 and print a table: original-domain MSE and its ratio to the unprotected model's, restricted MSE after the attack,
 and the fraction of samples the quickstart's domain classifier assigns to the restricted domain.
 
-    OMP_NUM_THREADS=1 python benchmarks/diffusion_repair_maintenance.py runs/quickstart/diffusion --every 0 16 40
+    python benchmarks/diffusion_repair_maintenance.py runs/quickstart/diffusion --every 0 16 40 --tolerance 0 0.05
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 from diffusers import UNet2DModel
@@ -25,6 +26,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("quickstart", type=Path, help="the diffusion quickstart's output folder (OUTPUT/diffusion)")
     parser.add_argument("--every", type=int, nargs="+", default=[0, 16, 40], help="maintenance periods to run")
+    parser.add_argument("--tolerance", type=float, nargs="+", default=[0.0],
+                        help="original-domain tolerances to run with each nonzero period")
     parser.add_argument("--seed", type=int, default=0, help="the quickstart's seed")
     args = parser.parse_args()
     original_train = load_domain("mnist")
@@ -34,21 +37,24 @@ def main() -> None:
     classifier = AutoModelForImageClassification.from_pretrained(args.quickstart / "domain_classifier")
     unprotected = UNet2DModel.from_pretrained(args.quickstart / "unprotected" / "unet")
     models = {"unprotected": unprotected}
-    for every in args.every:
+    for every, tolerance in itertools.product(args.every, args.tolerance):
+        if every == 0 and tolerance > 0:
+            continue
+        name = f"every {every}" + (f" tol {tolerance:g}" if tolerance > 0 else "")
         model = UNet2DModel.from_pretrained(args.quickstart / "unprotected" / "unet")
-        config = protection_config(args.quickstart / f"maintenance_{every}", seed=args.seed, disable_tqdm=True,
-                                   diffusion_repair_fts_every=every)
+        config = protection_config(args.quickstart / name.replace(" ", "_"), seed=args.seed, disable_tqdm=True,
+                                   diffusion_repair_fts_every=every, diffusion_repair_original_tolerance=tolerance)
         NFTTrainer(model=model, args=config, train_dataset=original_train,
                    restricted_dataset=restricted_train).train()
-        models[f"every {every}"] = model
+        models[name] = model
     evaluation = evaluate_diffusion_protection(
         models, restricted_train, restricted_test, diffusion_attacks(seed=args.seed)[:1], original_eval=original_test,
         samples=SampleSettings(classifier, count=64, inference_steps=25, seed=args.seed), progress=False)
     report, fractions = evaluation.report, evaluation.restricted_fraction[FULL_FINETUNE]
     reference = report.original["unprotected"]
-    print(f"{'model':<14}{'original MSE':>14}{'ratio':>8}{'after attack':>14}{'samples restricted':>20}")
+    print(f"{'model':<20}{'original MSE':>14}{'ratio':>8}{'after attack':>14}{'samples restricted':>20}")
     for role in models:
-        print(f"{role:<14}{report.original[role]:>14.3f}{report.original[role] / reference:>8.2f}"
+        print(f"{role:<20}{report.original[role]:>14.3f}{report.original[role] / reference:>8.2f}"
               f"{report.results[FULL_FINETUNE][role].final_mean:>14.3f}{fractions[role]:>20.3f}")
 
 
