@@ -35,6 +35,9 @@ SUPPRESSION_MAX_TIMESTEP = 60
 # The alternation ends once the simulated Adam adversary's denoising loss after its 8 steps averages 30 over 10 FTS
 # steps (on the unprotected model it is about 0.2; the real attack gets to about 0.07 in 150 steps).
 STOP_ADVERSARY_LOSS = 30.0
+# During the repair, one FTS step in every 8 at most, and only while the original domain's denoising MSE is within 8%
+# of the pre-trained model's (the issue's bound is 10%).
+REPAIR_FTS_EVERY, REPAIR_ORIGINAL_TOLERANCE = 8, 0.08
 
 
 def diffusion_attacks(fast: bool = False, seed: int = 0) -> list[AttackSpec]:
@@ -65,13 +68,15 @@ def protection_config(output_dir: str | Path, fast: bool = False, seed: int = 0,
     """The quickstart's SOPHON diffusion settings (``fast`` shortens the run for tests and smoke checks): the
     alternation (1 FTS step simulating the full fine-tuning attack's optimizer, rate and batch, then 1 NTR step),
     until the simulated adversary fails by ``STOP_ADVERSARY_LOSS`` (at the latest ``diffusion_final_ntr_steps``
-    before the end), then NTR-only steps that repair the original domain at a decaying rate."""
-    steps, final = (40, 10) if fast else (1100, 600)
+    before the end), then the repair: NTR steps at a decaying rate, and maintenance FTS steps while the original
+    domain is within ``REPAIR_ORIGINAL_TOLERANCE``."""
+    steps, final = (40, 10) if fast else (1400, 900)
     values = quiet_training_arguments(
         output_dir, nft_method="sophon_diffusion", diffusion_nft_loss="log_ascent", max_steps=steps,
         diffusion_final_ntr_steps=final, diffusion_final_ntr_learning_rate=1e-5,
         diffusion_stop_adversary_loss=0.0 if fast else STOP_ADVERSARY_LOSS,
         diffusion_suppression_max_timestep=SUPPRESSION_MAX_TIMESTEP, diffusion_ntr_distillation=1.0,
+        diffusion_repair_fts_every=REPAIR_FTS_EVERY, diffusion_repair_original_tolerance=REPAIR_ORIGINAL_TOLERANCE,
         learning_rate=5e-4, lr_scheduler_type="constant", per_device_train_batch_size=32,
         remove_unused_columns=False, seed=seed, inner_steps=2 if fast else 8, fts_steps=1, ntr_steps=1,
         adversary_pool=["adam:0.001"], adversary_batch_sizes=[32], head_reset_probability=0.0, query_batch_size=16,
@@ -134,6 +139,7 @@ class DiffusionQuickstartResult:
     checks: dict[str, bool]
     seconds: dict[str, float]
     alternation_end_step: int
+    repair_fts_steps: list[int]
 
 
 def run_diffusion_quickstart(output_dir: str | Path, fast: bool = False, seed: int = 0,
@@ -163,7 +169,7 @@ def run_diffusion_quickstart(output_dir: str | Path, fast: bool = False, seed: i
     trainer.train()
     save_pipeline(protected, scheduler, output / "protected")
     write_text(output / "protected" / "nft_settings.json", json.dumps(trainer.method.settings(), indent=2) + "\n")
-    alternation_end = trainer.method.repair_start()
+    alternation_end, maintenance_steps = trainer.method.repair_start(), trainer.method.maintenance_steps
     seconds["protect"] = time.perf_counter() - phase
 
     phase = time.perf_counter()
@@ -197,9 +203,10 @@ def run_diffusion_quickstart(output_dir: str | Path, fast: bool = False, seed: i
     write_text(output / "report.json", json.dumps({
         **evaluation.to_dict(), "domain_classifier_accuracy": classifier_accuracy, "checks": checks,
         "settings": trainer.method.settings(), "attacks": [spec.to_dict() for spec in diffusion_attacks(fast, seed)],
-        "alternation_end_step": alternation_end, "seconds": seconds, "fast": fast,
+        "alternation_end_step": alternation_end, "repair_fts_steps": maintenance_steps, "seconds": seconds,
+        "fast": fast,
     }, indent=2) + "\n")
-    return DiffusionQuickstartResult(output, evaluation, checks, seconds, alternation_end)
+    return DiffusionQuickstartResult(output, evaluation, checks, seconds, alternation_end, maintenance_steps)
 
 
 def evaluation_count(evaluation: DiffusionEvaluation) -> int:
@@ -217,7 +224,8 @@ def print_diffusion_result(result: DiffusionQuickstartResult) -> None:
     for stage, by_role in result.evaluation.per_timestep.items():
         for role, by_step in by_role.items():
             print(f"  {stage:<16}{role:<12}" + "  ".join(f"t={step} {value:.3f}" for step, value in by_step.items()))
-    print(f"\nThe FTS/NTR alternation ran until step {result.alternation_end_step}; NTR repair after it.")
+    print(f"\nThe FTS/NTR alternation ran until step {result.alternation_end_step}; then the repair, NTR steps and "
+          f"{len(result.repair_fts_steps)} maintenance FTS steps.")
     print("\nChecks (diffusion issue):")
     for name, holds in result.checks.items():
         print(f"  [{'ok' if holds else 'FAIL'}] {name}")

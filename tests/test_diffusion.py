@@ -193,13 +193,14 @@ def test_alternation_ends_once_the_simulated_adversary_fails_by_the_target(tmp_p
 
 
 def test_repair_keeps_every_kth_step_an_fts_step_without_moving_its_start(tmp_path):
-    args = tiny_config(tmp_path, max_steps=10, diffusion_final_ntr_steps=2, ntr_steps=1, logging_steps=1,
+    args = tiny_config(tmp_path, max_steps=12, diffusion_final_ntr_steps=2, ntr_steps=1, logging_steps=1,
                        diffusion_stop_adversary_loss=1e-9, diffusion_stop_window=2, diffusion_repair_fts_every=3)
     trainer = NFTTrainer(model=small_unet(widths=TINY), args=args, train_dataset=images(32),
                          restricted_dataset=images(32, seed=1))
     trainer.train()
     suppression = [entry["step"] - 1 for entry in trainer.state.log_history if "fts_loss" in entry]
-    assert suppression == [0, 2, 5, 8]  # the alternation's two, then every third repair step from step 3
+    # The alternation's two, then every third repair step from step 3; step 11 would leave no NTR step after it.
+    assert suppression == [0, 2, 5, 8]
     assert trainer.method.repair_start() == 3
     ended = [entry["alternation_end_step"] for entry in trainer.state.log_history if "alternation_end_step" in entry]
     assert ended == [3.0]
@@ -223,6 +224,8 @@ def test_a_due_maintenance_step_waits_until_the_original_domain_is_within_tolera
     assert decisions == {11: False, 14: False, 20: False}  # not due, then due but waiting for the repair
     method._original_losses.append((0.9, 1.0))  # (1.2 + 1.0 + 0.9) / 3 = 1.033: within 5%
     assert method.is_suppression_step()  # step 20, six steps after it was due
+    state.global_step = 36
+    assert not method.is_suppression_step()  # due and within tolerance, but no whole period of NTR would follow
     state.global_step = 10
     assert method.is_suppression_step()  # another micro-batch of the FTS step itself
     # NTR records the model's and the given model's denoising MSE on the same noisy images.
@@ -241,7 +244,7 @@ def test_a_due_maintenance_step_waits_until_the_original_domain_is_within_tolera
 
 
 def test_maintenance_with_an_ample_tolerance_runs_on_the_period_and_logs_the_ratio(tmp_path):
-    args = tiny_config(tmp_path, max_steps=10, diffusion_final_ntr_steps=2, ntr_steps=1, logging_steps=1,
+    args = tiny_config(tmp_path, max_steps=12, diffusion_final_ntr_steps=2, ntr_steps=1, logging_steps=1,
                        diffusion_stop_adversary_loss=1e-9, diffusion_stop_window=2, diffusion_repair_fts_every=3,
                        diffusion_repair_original_tolerance=1e9)
     trainer = NFTTrainer(model=small_unet(widths=TINY), args=args, train_dataset=images(32),
@@ -249,8 +252,9 @@ def test_maintenance_with_an_ample_tolerance_runs_on_the_period_and_logs_the_rat
     trainer.train()
     history = trainer.state.log_history
     assert [entry["step"] - 1 for entry in history if "fts_loss" in entry] == [0, 2, 5, 8]
+    assert trainer.method.maintenance_steps == [5, 8]
     ratios = [entry["ntr_original_ratio"] for entry in history if "ntr_original_ratio" in entry]
-    assert len(ratios) == 6 and all(math.isfinite(ratio) and ratio > 0 for ratio in ratios)
+    assert len(ratios) == 8 and all(math.isfinite(ratio) and ratio > 0 for ratio in ratios)
 
 
 def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):

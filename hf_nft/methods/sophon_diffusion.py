@@ -14,7 +14,8 @@ with the learning rate annealed linearly to ``diffusion_final_ntr_learning_rate`
 ``diffusion_stop_adversary_loss`` the alternation ends as soon as the simulated fine-tuning fails by that much (the
 adversary's loss after its last step, averaged over ``diffusion_stop_window`` FTS steps), and the repair starts
 there: how long the alternation needs to get there differs from run to run. With ``diffusion_repair_fts_every`` = k,
-every k-th repair step is an FTS step, a maintenance of the protection while the original domain is repaired; with
+every k-th repair step is an FTS step, a maintenance of the protection while the original domain is repaired (none
+in the last k steps); with
 ``diffusion_repair_original_tolerance`` = tau a due maintenance step waits until the original domain is repaired to
 within tau (the NTR steps' denoising MSE since the last FTS step, relative to the MSE of the model as given to the
 trainer on the same noisy images), so the repair first restores the original domain and then spends what the
@@ -70,6 +71,7 @@ class SophonDiffusion(Sophon):
         self.alternation_end_step: int | None = None
         self._adversary_losses: deque[float] = deque(maxlen=self.args.diffusion_stop_window)
         self._last_fts_step = -1
+        self.maintenance_steps: list[int] = []  # the global steps of the repair's FTS steps
         # (model, reference) original-domain denoising MSE of the NTR steps since the last FTS step.
         self._original_losses: deque[tuple[float, float]] = deque(maxlen=max(1, self.args.diffusion_repair_fts_every))
 
@@ -107,8 +109,10 @@ class SophonDiffusion(Sophon):
         if every == 0:
             return False
         last = max(self._last_fts_step, self.repair_start() - 1)
-        # step == last: a later micro-batch of an FTS step (gradient accumulation) is FTS too.
-        return step == last or (step - last >= every and self.original_within_tolerance())
+        # step == last: a later micro-batch of an FTS step (gradient accumulation) is FTS too. A maintenance step
+        # is followed by a whole period of NTR steps, so the released model is never one an FTS step just left.
+        due = step - last >= every and step + every < self.trainer.state.max_steps
+        return step == last or (due and self.original_within_tolerance())
 
     def original_ratio(self) -> float | None:
         """The NTR steps' original-domain denoising MSE since the last FTS step over the reference model's on the
@@ -152,6 +156,8 @@ class SophonDiffusion(Sophon):
         surrogate, metrics = super()._suppression_loss(model)
         self._last_fts_step = self.trainer.state.global_step
         self._original_losses.clear()
+        if self.in_final_steps():
+            self.maintenance_steps.append(self._last_fts_step)
         target, losses = self.args.diffusion_stop_adversary_loss, self._adversary_losses
         losses.append(metrics["fts_adversary_loss_end"])
         # Once ended, the alternation stays ended: the repair's maintenance FTS steps do not move its start.
