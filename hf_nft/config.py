@@ -169,7 +169,8 @@ class NFTConfig(TrainingArguments):
     diffusion_repair_original_tolerance: float = field(
         default=0.0, metadata={"help": "sophon_diffusion: a due maintenance FTS step waits until the original-domain "
                                "denoising MSE of the NTR steps since the last FTS step is within this fraction of "
-                               "the MSE of the model as given to the trainer on the same noisy images (0: no wait)."}
+                               "the MSE of the model as given to the trainer on the same noisy image, averaged over "
+                               "images (0: no wait)."}
     )
     diffusion_ntr_distillation: float = field(
         default=0.0, metadata={"help": "sophon_diffusion: NTR adds this weight times the MSE between the model's noise "

@@ -215,31 +215,34 @@ def test_a_due_maintenance_step_waits_until_the_original_domain_is_within_tolera
     method, state = trainer.method, trainer.state
     state.max_steps = 40  # the repair runs from step 10
     method._last_fts_step = 10  # the first maintenance step; the next is due at step 14
-    method._original_losses.extend([(1.2, 1.0), (1.0, 1.0)])  # 10% above the reference: not within 5%
+    method._original_ratios.extend([1.2, 1.0])  # 10% above the reference: not within 5%
     decisions = {}
     for step in (11, 14, 20):
         state.global_step = step
         decisions[step] = method.is_suppression_step()
     assert method.original_ratio() == pytest.approx(1.1)
     assert decisions == {11: False, 14: False, 20: False}  # not due, then due but waiting for the repair
-    method._original_losses.append((0.9, 1.0))  # (1.2 + 1.0 + 0.9) / 3 = 1.033: within 5%
+    method._original_ratios.append(0.9)  # (1.2 + 1.0 + 0.9) / 3 = 1.033: within 5%
     assert method.is_suppression_step()  # step 20, six steps after it was due
     state.global_step = 36
     assert not method.is_suppression_step()  # due and within tolerance, but no whole period of NTR would follow
     state.global_step = 10
     assert method.is_suppression_step()  # another micro-batch of the FTS step itself
-    # NTR records the model's and the given model's denoising MSE on the same noisy images.
-    method._original_losses.clear()
-    method._generator.manual_seed(0)
+    # NTR records the mean over images of the model's over the given model's denoising MSE on the same noisy image.
+    method._original_ratios.clear()
+    with torch.no_grad():
+        trainer.model.conv_out.bias.add_(0.5)  # the released model drifts from the one given to the trainer
     inputs = {"pixel_values": images(4)[:]["pixel_values"]}
+    method._generator.manual_seed(0)
     method.reinforcement_loss(trainer.model, inputs)
     method._generator.manual_seed(0)
     noisy, timesteps, noise = add_noise(inputs["pixel_values"], method.scheduler, method._generator)
     with torch.no_grad():
-        expected = denoising_mse(trainer.model(sample=noisy, timestep=timesteps).sample, noise).item()
-    ((model_mse, reference_mse),) = method._original_losses
-    assert model_mse == pytest.approx(expected, rel=1e-5)
-    assert reference_mse == pytest.approx(expected, rel=1e-5)  # untrained: the model is still the given one
+        errors = [(model(sample=noisy, timestep=timesteps).sample - noise).pow(2).mean(dim=(1, 2, 3))
+                  for model in (trainer.model, method.reference)]
+    expected = (errors[0] / errors[1]).mean().item()
+    assert expected != pytest.approx((errors[0].mean() / errors[1].mean()).item(), rel=1e-3)  # not the MSE ratio
+    assert list(method._original_ratios) == [pytest.approx(expected, rel=1e-5)]
     assert method.settings()["diffusion_repair_original_tolerance"] == 0.05
 
 

@@ -17,8 +17,8 @@ there: how long the alternation needs to get there differs from run to run. With
 every k-th repair step is an FTS step, a maintenance of the protection while the original domain is repaired (none
 in the last k steps); with
 ``diffusion_repair_original_tolerance`` = tau a due maintenance step waits until the original domain is repaired to
-within tau (the NTR steps' denoising MSE since the last FTS step, relative to the MSE of the model as given to the
-trainer on the same noisy images), so the repair first restores the original domain and then spends what the
+within tau (the NTR steps' denoising MSE since the last FTS step over the MSE of the model as given to the trainer on
+the same noisy image, averaged over images), so the repair first restores the original domain and then spends what the
 tolerance leaves on the protection.
 A UNet has no classification head; with probability ``head_reset_probability`` a simulated adversary
 re-initialises the UNet's output layers instead (``conv_norm_out`` and ``conv_out``: an attacker who suspects the
@@ -72,8 +72,9 @@ class SophonDiffusion(Sophon):
         self._adversary_losses: deque[float] = deque(maxlen=self.args.diffusion_stop_window)
         self._last_fts_step = -1
         self.maintenance_steps: list[int] = []  # the global steps of the repair's FTS steps
-        # (model, reference) original-domain denoising MSE of the NTR steps since the last FTS step.
-        self._original_losses: deque[tuple[float, float]] = deque(maxlen=max(1, self.args.diffusion_repair_fts_every))
+        # Per NTR step since the last FTS step: the mean over its original images of the model's denoising MSE over
+        # the reference's on the same noisy image.
+        self._original_ratios: deque[float] = deque(maxlen=max(1, self.args.diffusion_repair_fts_every))
 
     def validate(self) -> None:
         model = self.trainer.model
@@ -115,12 +116,10 @@ class SophonDiffusion(Sophon):
         return step == last or (due and self.original_within_tolerance())
 
     def original_ratio(self) -> float | None:
-        """The NTR steps' original-domain denoising MSE since the last FTS step over the reference model's on the
-        same noisy images (None before any)."""
-        if not self._original_losses:
-            return None
-        model, reference = map(sum, zip(*self._original_losses))
-        return model / reference
+        """The model's original-domain denoising MSE over the reference model's on the same noisy image, averaged
+        over the images of the NTR steps since the last FTS step (None before any). Per image, so that a timestep
+        with a small error weighs as much as one with a large error."""
+        return sum(self._original_ratios) / len(self._original_ratios) if self._original_ratios else None
 
     def original_within_tolerance(self) -> bool:
         """Whether the original domain is repaired to within ``diffusion_repair_original_tolerance`` (always, when
@@ -155,7 +154,7 @@ class SophonDiffusion(Sophon):
     def _suppression_loss(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         surrogate, metrics = super()._suppression_loss(model)
         self._last_fts_step = self.trainer.state.global_step
-        self._original_losses.clear()
+        self._original_ratios.clear()
         if self.in_final_steps():
             self.maintenance_steps.append(self._last_fts_step)
         target, losses = self.args.diffusion_stop_adversary_loss, self._adversary_losses
@@ -178,7 +177,7 @@ class SophonDiffusion(Sophon):
         self.reference.to(prediction.device)
         with torch.no_grad():
             target = predict_noise(lambda batch: self.reference(**batch), noisy, timesteps)
-        self._original_losses.append((loss.item(), denoising_mse(target, noise).item()))
+        self._original_ratios.append((per_image_mse(prediction, noise) / per_image_mse(target, noise)).mean().item())
         return loss + self.args.diffusion_ntr_distillation * F.mse_loss(prediction.float(), target.float())
 
     def adversary_loss(self, forward: Forward, batch: Batch) -> torch.Tensor:
@@ -187,6 +186,11 @@ class SophonDiffusion(Sophon):
     def _nft_loss_of_batch(self, forward: Forward, batch: Batch) -> torch.Tensor:
         return batch_loss(self.diffusion_nft_loss, forward, batch, self.scheduler, self._generator,
                           self.suppression_max_timestep)
+
+
+def per_image_mse(prediction: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The denoising MSE of each image of a batch."""
+    return (prediction.detach().float() - noise.float()).pow(2).flatten(1).mean(dim=1)
 
 
 def check_image_dataset(dataset: Any, role: str, shape: tuple[int, int, int]) -> None:
