@@ -1,9 +1,9 @@
-"""The full diffusion quickstart writes its outputs and is measured against the diffusion issue's claims (slow: about
-15 minutes on one CPU thread).
+"""The full diffusion quickstart writes its outputs and meets the diffusion issue's claims (slow: about 25 minutes on
+one CPU thread).
 
 Run with ``pytest -m slow``; the default test command deselects it. Measured on seeds 0, 1 and 2 (README, "SOPHON
-for diffusion models"): the denoising and original-domain claims hold, the samples claim does not (seed 0: 0.766 of
-the protected model's samples read as restricted after full fine-tuning, against the bound of 0.5).
+for diffusion models"); seed 0: original-domain MSE +4.9%, restricted MSE after full fine-tuning 0.129 against
+scratch's 0.085, 0.188 of the protected model's samples read as restricted against the unprotected model's 1.000.
 """
 
 import json
@@ -37,17 +37,12 @@ def test_full_diffusion_quickstart_writes_its_outputs(quickstart):
     assert torch.isfinite(torch.tensor(result.evaluation.report.original["protected"]))
 
 
-SAMPLES_CLAIM = "full fine-tuning: protected samples restricted at most half as often as unprotected's"
-
-
-def test_full_diffusion_quickstart_meets_the_denoising_and_original_domain_claims(quickstart):
+def test_full_diffusion_quickstart_meets_the_issue_claims(quickstart):
     _, result = quickstart
-    failed = [name for name, holds in result.checks.items() if not holds and name != SAMPLES_CLAIM]
+    assert len(result.checks) == 4
+    failed = [name for name, holds in result.checks.items() if not holds]
     assert not failed, failed
     assert 0 < result.alternation_end_step <= 500
-
-
-@pytest.mark.xfail(strict=True, reason="measured: 0.766 vs 1.000 at seed 0 (bound 0.5); see the README")
-def test_full_diffusion_quickstart_meets_the_samples_claim(quickstart):
-    _, result = quickstart
-    assert result.checks[SAMPLES_CLAIM]
+    # The protection was maintained during the repair, never in its last period.
+    assert result.repair_fts_steps and all(
+        result.alternation_end_step <= step < 1400 - 8 for step in result.repair_fts_steps)
