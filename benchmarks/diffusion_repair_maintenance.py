@@ -1,8 +1,9 @@
 """The trade-off of ``diffusion_repair_fts_every`` and ``diffusion_repair_original_tolerance`` (README, "Maintenance
 FTS steps during the repair"): protect the diffusion quickstart's pre-trained UNet with the quickstart's settings and
-each given maintenance period (0: NTR-only repair) and tolerance (0: maintenance on the period), attack it with the quickstart's full fine-tuning (Adam 1e-3, 150 steps at batch 32),
-and print a table: original-domain MSE and its ratio to the unprotected model's, restricted MSE after the attack,
-and the fraction of samples the quickstart's domain classifier assigns to the restricted domain.
+each given maintenance period (0: NTR-only repair) and tolerance (0: maintenance on the period), attack it with the
+quickstart's full fine-tuning (Adam 1e-3, 150 steps at batch 32), and print a table: original-domain MSE and its
+ratio to the unprotected model's, restricted MSE after the attack, and the fraction of samples the quickstart's
+domain classifier assigns to the restricted domain.
 
     python benchmarks/diffusion_repair_maintenance.py runs/quickstart/diffusion --every 0 16 40 --tolerance 0 0.05
 """
