@@ -172,6 +172,11 @@ class NFTConfig(TrainingArguments):
                                "the MSE of the model as given to the trainer on the same noisy image, averaged over "
                                "images (0: no wait)."}
     )
+    diffusion_repair_quiet_steps: int = field(
+        default=0, metadata={"help": "sophon_diffusion: no maintenance FTS step in the last this many steps (at least "
+                             "diffusion_repair_fts_every), so the NTR steps after the last one can repair what it "
+                             "did to the original domain."}
+    )
     diffusion_ntr_distillation: float = field(
         default=0.0, metadata={"help": "sophon_diffusion: NTR adds this weight times the MSE between the model's noise "
                                "prediction on original images and the prediction of the model as given to the trainer."}
@@ -353,6 +358,12 @@ class NFTConfig(TrainingArguments):
                              f"{self.diffusion_repair_original_tolerance}.")
         if self.diffusion_repair_original_tolerance > 0 and self.diffusion_repair_fts_every == 0:
             raise ValueError("diffusion_repair_original_tolerance gates maintenance FTS steps; set "
+                             "diffusion_repair_fts_every > 0 as well.")
+        if self.diffusion_repair_quiet_steps < 0:
+            raise ValueError(f"diffusion_repair_quiet_steps must be non-negative, got "
+                             f"{self.diffusion_repair_quiet_steps}.")
+        if self.diffusion_repair_quiet_steps > 0 and self.diffusion_repair_fts_every == 0:
+            raise ValueError("diffusion_repair_quiet_steps ends the maintenance FTS steps; set "
                              "diffusion_repair_fts_every > 0 as well.")
         final = self.diffusion_final_ntr_steps
         if final < 0 or (self.max_steps > 0 and final >= self.max_steps):

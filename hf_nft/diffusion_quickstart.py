@@ -35,9 +35,10 @@ SUPPRESSION_MAX_TIMESTEP = 60
 # The alternation ends once the simulated Adam adversary's denoising loss after its 8 steps averages 30 over 10 FTS
 # steps (on the unprotected model it is about 0.2; the real attack gets to about 0.07 in 150 steps).
 STOP_ADVERSARY_LOSS = 30.0
-# During the repair, one FTS step in every 8 at most, and only while the original domain's denoising MSE is within 8%
-# of the pre-trained model's (the issue's bound is 10%).
-REPAIR_FTS_EVERY, REPAIR_ORIGINAL_TOLERANCE = 8, 0.08
+# During the repair, one FTS step in every 8 at most, only while the original domain's denoising MSE is within 8% of
+# the pre-trained model's (the issue's bound is 10%), and none in the last 50 steps (the NTR steps after an FTS step
+# need that long, at the annealed rate, to repair what it did to the original domain).
+REPAIR_FTS_EVERY, REPAIR_ORIGINAL_TOLERANCE, REPAIR_QUIET_STEPS = 8, 0.08, 50
 
 
 def diffusion_attacks(fast: bool = False, seed: int = 0) -> list[AttackSpec]:
@@ -69,7 +70,7 @@ def protection_config(output_dir: str | Path, fast: bool = False, seed: int = 0,
     alternation (1 FTS step simulating the full fine-tuning attack's optimizer, rate and batch, then 1 NTR step),
     until the simulated adversary fails by ``STOP_ADVERSARY_LOSS`` (at the latest ``diffusion_final_ntr_steps``
     before the end), then the repair: NTR steps at a decaying rate, and maintenance FTS steps while the original
-    domain is within ``REPAIR_ORIGINAL_TOLERANCE``."""
+    domain is within ``REPAIR_ORIGINAL_TOLERANCE``, none in the last ``REPAIR_QUIET_STEPS``."""
     steps, final = (40, 10) if fast else (1400, 900)
     values = quiet_training_arguments(
         output_dir, nft_method="sophon_diffusion", diffusion_nft_loss="log_ascent", max_steps=steps,
@@ -77,6 +78,7 @@ def protection_config(output_dir: str | Path, fast: bool = False, seed: int = 0,
         diffusion_stop_adversary_loss=0.0 if fast else STOP_ADVERSARY_LOSS,
         diffusion_suppression_max_timestep=SUPPRESSION_MAX_TIMESTEP, diffusion_ntr_distillation=1.0,
         diffusion_repair_fts_every=REPAIR_FTS_EVERY, diffusion_repair_original_tolerance=REPAIR_ORIGINAL_TOLERANCE,
+        diffusion_repair_quiet_steps=0 if fast else REPAIR_QUIET_STEPS,
         learning_rate=5e-4, lr_scheduler_type="constant", per_device_train_batch_size=32,
         remove_unused_columns=False, seed=seed, inner_steps=2 if fast else 8, fts_steps=1, ntr_steps=1,
         adversary_pool=["adam:0.001"], adversary_batch_sizes=[32], head_reset_probability=0.0, query_batch_size=16,
@@ -217,9 +219,12 @@ def evaluation_count(evaluation: DiffusionEvaluation) -> int:
 def print_diffusion_result(result: DiffusionQuickstartResult) -> None:
     """Print the denoising table, the sample scores, the checks and the timings."""
     print(result.evaluation.report.table())
-    print("\nFraction of samples the domain classifier assigns to the restricted domain (higher = attacker wins):")
-    for stage, by_role in result.evaluation.restricted_fraction.items():
-        print(f"  {stage:<16}" + "  ".join(f"{role} {value:.3f}" for role, value in by_role.items()))
+    print("\nFraction of samples the domain classifier assigns to the restricted domain (higher = attacker wins), "
+          "and to the original domain / neither domain:")
+    for stage, by_role in result.evaluation.sample_domains.items():
+        print(f"  {stage:<16}" + "  ".join(
+            f"{role} {domains['restricted']:.3f} ({domains['original']:.2f} / {domains['neither']:.2f})"
+            for role, domains in by_role.items()))
     print("\nDenoising MSE per timestep (original domain, then restricted before and after each attack):")
     for stage, by_role in result.evaluation.per_timestep.items():
         for role, by_step in by_role.items():

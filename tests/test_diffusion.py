@@ -28,7 +28,16 @@ from hf_nft.diffusion.denoising import (
     mse_ascent_loss,
     nft_loss_function,
 )
-from hf_nft.diffusion.domain_classifier import domain_dataset
+from hf_nft.diffusion.domain_classifier import (
+    NEITHER,
+    domain_accuracy,
+    domain_dataset,
+    neither_images,
+    pixel_values,
+    predicted_domains,
+    restricted_fraction,
+    train_domain_classifier,
+)
 from hf_nft.diffusion.evaluation import denoising_score
 from hf_nft.diffusion.sampling import generate, tile
 from hf_nft.diffusion.training import save_pipeline, small_unet
@@ -226,6 +235,12 @@ def test_a_due_maintenance_step_waits_until_the_original_domain_is_within_tolera
     assert method.is_suppression_step()  # step 20, six steps after it was due
     state.global_step = 36
     assert not method.is_suppression_step()  # due and within tolerance, but no whole period of NTR would follow
+    state.global_step = 30
+    assert method.is_suppression_step()
+    method.args.diffusion_repair_quiet_steps = 12
+    assert not method.is_suppression_step()  # within the last 12 steps: only NTR from here on
+    state.global_step = 27
+    assert method.is_suppression_step()
     state.global_step = 10
     assert method.is_suppression_step()  # another micro-batch of the FTS step itself
     # NTR records the mean over images of the model's over the given model's denoising MSE on the same noisy image.
@@ -283,6 +298,10 @@ def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
         tiny_config(tmp_path, diffusion_repair_original_tolerance=-0.1)
     with pytest.raises(ValueError, match="diffusion_repair_fts_every > 0"):
         tiny_config(tmp_path, diffusion_repair_original_tolerance=0.1)
+    with pytest.raises(ValueError, match="diffusion_repair_quiet_steps must be non-negative"):
+        tiny_config(tmp_path, diffusion_repair_fts_every=4, diffusion_repair_quiet_steps=-1)
+    with pytest.raises(ValueError, match="diffusion_repair_quiet_steps ends"):
+        tiny_config(tmp_path, diffusion_repair_quiet_steps=10)
     with pytest.raises(ValueError, match="remove_unused_columns"):
         NFTTrainer(model=small_unet(widths=TINY), args=tiny_config(tmp_path, remove_unused_columns=True),
                    train_dataset=images(8), restricted_dataset=images(8))
@@ -326,10 +345,38 @@ def test_pipeline_folder_loads_with_ddpm_pipeline_and_samples(tmp_path):
     assert tile(samples, columns=2).shape == (2 * 17 - 1, 2 * 17 - 1)
 
 
-def test_domain_dataset_labels_original_zero_and_restricted_one():
-    both = domain_dataset(images(3), images(2, seed=1))
-    assert both[:]["labels"].tolist() == [0, 0, 0, 1, 1]
-    assert both.features["labels"].names == ["original", "restricted"]
+def test_domain_dataset_labels_original_restricted_and_neither():
+    original, restricted = images(3), images(2, seed=1)
+    both = domain_dataset(original, restricted)
+    # Two original, two restricted images as sources of "neither" images, each shuffled and each noised.
+    assert both[:]["labels"].tolist() == [0, 0, 0, 1, 1] + [2] * 8
+    assert both.features["labels"].names == ["original", "restricted", "neither"]
+    sources = torch.cat([original[:2]["pixel_values"], restricted[:]["pixel_values"]])
+    neither = both[5:]["pixel_values"]
+    shuffled, noised = neither[:4], neither[4:]
+    # Shuffled: the same intensities, not the same image.
+    assert torch.equal(shuffled.flatten(1).sort(dim=1).values, sources.flatten(1).sort(dim=1).values)
+    assert not torch.equal(shuffled, sources)
+    # Noised: within [-1, 1], and neither the source nor a rearrangement of it.
+    assert noised.min() >= -1 and noised.max() <= 1
+    assert not torch.allclose(noised.flatten(1).sort(dim=1).values, sources.flatten(1).sort(dim=1).values)
+
+
+def test_the_domain_classifier_calls_real_images_by_their_domain_and_noise_neither(tmp_path):
+    """The sample score counts only images that look like the restricted domain: noise and pixel-shuffled restricted
+    images (its intensities without its structure) are "neither"."""
+    mnist, uci = load_domain("mnist").select(range(1024)), load_domain("uci-digits").select(range(1024))
+    classifier = train_domain_classifier(mnist, uci, tmp_path, epochs=2.0, progress=False)
+    mnist_test, uci_test = load_domain("mnist", "test").select(range(200)), load_domain("uci-digits", "test")
+    assert domain_accuracy(classifier, mnist_test, uci_test) > 0.95
+    restricted = torch.as_tensor(pixel_values(uci_test))
+    assert restricted_fraction(classifier, restricted) > 0.95
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(restricted.shape, generator=generator).clamp(-1, 1)
+    shuffled = torch.as_tensor(neither_images(pixel_values(uci_test), seed=1)[: len(restricted)])
+    for junk in (noise, shuffled):
+        assert (predicted_domains(classifier, junk) == NEITHER).float().mean() > 0.9
+        assert restricted_fraction(classifier, junk) < 0.05
 
 
 def test_protection_keeps_the_original_domain_and_slows_restricted_fine_tuning(tmp_path):

@@ -20,7 +20,7 @@ from hf_nft.attacks.runner import execute, score
 from hf_nft.attacks.spec import AttackSpec
 from hf_nft.diffusion.attacks import DenoisingMSE, eval_timesteps
 from hf_nft.diffusion.denoising import fixed_noise_batches, make_scheduler
-from hf_nft.diffusion.domain_classifier import restricted_fraction
+from hf_nft.diffusion.domain_classifier import DOMAIN_NAMES, RESTRICTED, domain_fractions
 from hf_nft.diffusion.sampling import generate
 from hf_nft.evaluation.overhead import default_target, fine_tuning_overhead
 from hf_nft.evaluation.report import Outcome, ProtectionReport
@@ -48,12 +48,15 @@ class DiffusionEvaluation:
     report: ProtectionReport
     samples: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     restricted_fraction: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Per stage and role: the fraction of the samples the classifier assigns to each of its classes.
+    sample_domains: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     # Per stage (``no attack``, ``original domain`` or an attack name, first seed) and role: denoising MSE per timestep.
     per_timestep: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"denoising": self.report.to_dict(), "restricted_sample_fraction": self.restricted_fraction,
                 "restricted_sample_fraction_higher_is_better_for_attacker": True,
+                "sample_domains": self.sample_domains,
                 "denoising_mse_per_timestep": self.per_timestep}
 
 
@@ -115,7 +118,9 @@ def evaluate_diffusion_protection(
         if samples is not None:
             images = generate(model, scheduler, samples.count, samples.inference_steps, samples.seed)
             evaluation.samples.setdefault(stage, {})[role] = images
-            evaluation.restricted_fraction.setdefault(stage, {})[role] = restricted_fraction(samples.classifier, images)
+            domains = domain_fractions(samples.classifier, images)
+            evaluation.sample_domains.setdefault(stage, {})[role] = domains
+            evaluation.restricted_fraction.setdefault(stage, {})[role] = domains[DOMAIN_NAMES[RESTRICTED]]
 
     # Every timestep has as many noised images, so the mean of the per-timestep MSEs is the headline MSE.
     if original_eval is not None:

@@ -15,7 +15,7 @@ with the learning rate annealed linearly to ``diffusion_final_ntr_learning_rate`
 adversary's loss after its last step, averaged over ``diffusion_stop_window`` FTS steps), and the repair starts
 there: how long the alternation needs to get there differs from run to run. With ``diffusion_repair_fts_every`` = k,
 every k-th repair step is an FTS step, a maintenance of the protection while the original domain is repaired (none
-in the last k steps); with ``diffusion_repair_original_tolerance`` = tau a due maintenance step waits until the
+in the last k steps, or the last ``diffusion_repair_quiet_steps`` if more); with ``diffusion_repair_original_tolerance`` = tau a due maintenance step waits until the
 original domain is repaired to within tau (the NTR steps' denoising MSE since the last FTS step over the MSE of the
 model as given to the trainer on the same noisy image, averaged over images), so the repair first restores the
 original domain and then spends what the tolerance leaves on the protection.
@@ -96,7 +96,7 @@ class SophonDiffusion(Sophon):
                 "diffusion_ntr_distillation", "diffusion_final_ntr_steps", "diffusion_final_ntr_learning_rate",
                 "diffusion_stop_adversary_loss", "diffusion_stop_window", "diffusion_repair_fts_every",
                 "diffusion_repair_original_tolerance",
-                "diffusion_train_timesteps",
+                "diffusion_repair_quiet_steps", "diffusion_train_timesteps",
                 "diffusion_beta_schedule", "alpha", "beta", "fts_steps", "ntr_steps", "inner_steps", "adversary_pool",
                 "adversary_batch_sizes", "head_reset_probability",
                 "query_batch_size", "learning_rate", "max_grad_norm", "max_steps")
@@ -110,8 +110,10 @@ class SophonDiffusion(Sophon):
             return False
         last = max(self._last_fts_step, self.repair_start() - 1)
         # step == last: a later micro-batch of an FTS step (gradient accumulation) is FTS too. A maintenance step
-        # is followed by a whole period of NTR steps, so the released model is never one an FTS step just left.
-        due = step - last >= every and step + every < self.trainer.state.max_steps
+        # is followed by at least a whole period of NTR steps, so the released model is never one an FTS step just
+        # left.
+        quiet = max(every, self.args.diffusion_repair_quiet_steps)
+        due = step - last >= every and step + quiet < self.trainer.state.max_steps
         return step == last or (due and self.original_within_tolerance())
 
     def original_ratio(self) -> float | None:
