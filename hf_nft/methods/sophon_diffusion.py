@@ -15,15 +15,15 @@ with the learning rate annealed linearly to ``diffusion_final_ntr_learning_rate`
 adversary's loss after its last step, averaged over ``diffusion_stop_window`` FTS steps), and the repair starts
 there: how long the alternation needs to get there differs from run to run. With ``diffusion_repair_fts_every`` = k,
 every k-th repair step is an FTS step, a maintenance of the protection while the original domain is repaired (none
-in the last k steps, or the last ``diffusion_repair_quiet_steps`` if more); with ``diffusion_repair_original_tolerance`` = tau a due maintenance step waits until the
-original domain is repaired to within tau (the NTR steps' denoising MSE since the last FTS step over the MSE of the
-model as given to the trainer on the same noisy image, averaged over images), so the repair first restores the
-original domain and then spends what the tolerance leaves on the protection.
-A UNet has no classification head; with probability ``head_reset_probability`` a simulated adversary
-re-initialises the UNet's output layers instead (``conv_norm_out`` and ``conv_out``: an attacker who suspects the
-protection sits in the layer that scales the noise prediction resets it), so the protection cannot live there
-alone. The collapse guard
-measures classification accuracy and is not used (``guard_every`` must be 0 when an ``eval_dataset`` is given).
+in the last k steps, or in the last ``diffusion_repair_quiet_steps`` if more); with
+``diffusion_repair_original_tolerance`` = tau a due maintenance step waits until the original domain is repaired to
+within tau (the NTR steps' denoising MSE since the last FTS step over the MSE of the model as given to the trainer
+on the same noisy image, averaged over images), so the repair first restores the original domain and then spends
+what the tolerance leaves on the protection. A UNet has no classification head; with probability
+``head_reset_probability`` a simulated adversary re-initialises the UNet's output layers instead (``conv_norm_out``
+and ``conv_out``: an attacker who suspects the protection sits in the layer that scales the noise prediction resets
+it), so the protection cannot live there alone. The collapse guard measures classification accuracy and is not
+used (``guard_every`` must be 0 when an ``eval_dataset`` is given).
 """
 
 from __future__ import annotations
