@@ -353,18 +353,13 @@ class NFTConfig(TrainingArguments):
         if self.diffusion_repair_fts_every < 0:
             raise ValueError(f"diffusion_repair_fts_every must be non-negative (0: off), got "
                              f"{self.diffusion_repair_fts_every}.")
-        if self.diffusion_repair_original_tolerance < 0:
-            raise ValueError(f"diffusion_repair_original_tolerance must be non-negative (0: off), got "
-                             f"{self.diffusion_repair_original_tolerance}.")
-        if self.diffusion_repair_original_tolerance > 0 and self.diffusion_repair_fts_every == 0:
-            raise ValueError("diffusion_repair_original_tolerance gates maintenance FTS steps; set "
-                             "diffusion_repair_fts_every > 0 as well.")
-        if self.diffusion_repair_quiet_steps < 0:
-            raise ValueError(f"diffusion_repair_quiet_steps must be non-negative, got "
-                             f"{self.diffusion_repair_quiet_steps}.")
-        if self.diffusion_repair_quiet_steps > 0 and self.diffusion_repair_fts_every == 0:
-            raise ValueError("diffusion_repair_quiet_steps ends the maintenance FTS steps; set "
-                             "diffusion_repair_fts_every > 0 as well.")
+        for name in ("diffusion_repair_original_tolerance", "diffusion_repair_quiet_steps"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"{name} must be non-negative (0: off), got {value}.")
+            if value > 0 and self.diffusion_repair_fts_every == 0:
+                raise ValueError(f"{name} shapes the maintenance FTS steps; set diffusion_repair_fts_every > 0 as "
+                                 "well.")
         final = self.diffusion_final_ntr_steps
         if final < 0 or (self.max_steps > 0 and final >= self.max_steps):
             raise ValueError(f"diffusion_final_ntr_steps must be in [0, max_steps), got {final} with max_steps "

@@ -300,7 +300,7 @@ def test_bad_diffusion_settings_and_data_are_value_errors(tmp_path):
         tiny_config(tmp_path, diffusion_repair_original_tolerance=0.1)
     with pytest.raises(ValueError, match="diffusion_repair_quiet_steps must be non-negative"):
         tiny_config(tmp_path, diffusion_repair_fts_every=4, diffusion_repair_quiet_steps=-1)
-    with pytest.raises(ValueError, match="diffusion_repair_quiet_steps ends"):
+    with pytest.raises(ValueError, match="diffusion_repair_quiet_steps shapes"):
         tiny_config(tmp_path, diffusion_repair_quiet_steps=10)
     with pytest.raises(ValueError, match="remove_unused_columns"):
         NFTTrainer(model=small_unet(widths=TINY), args=tiny_config(tmp_path, remove_unused_columns=True),
