@@ -32,6 +32,7 @@ from hf_nft.diffusion.domain_classifier import (
     NEITHER,
     domain_accuracy,
     domain_dataset,
+    domain_fractions,
     neither_images,
     pixel_values,
     predicted_domains,
@@ -377,6 +378,10 @@ def test_the_domain_classifier_calls_real_images_by_their_domain_and_noise_neith
     for junk in (noise, shuffled):
         assert (predicted_domains(classifier, junk) == NEITHER).float().mean() > 0.9
         assert restricted_fraction(classifier, junk) < 0.05
+    fractions = domain_fractions(classifier, torch.cat([restricted, noise]))
+    assert list(fractions) == ["original", "restricted", "neither"] and sum(fractions.values()) == pytest.approx(1)
+    assert fractions["restricted"] == pytest.approx(restricted_fraction(classifier, torch.cat([restricted, noise])))
+    assert fractions["restricted"] > 0.45 and fractions["neither"] > 0.45
 
 
 def test_protection_keeps_the_original_domain_and_slows_restricted_fine_tuning(tmp_path):
