@@ -47,11 +47,17 @@ class DiffusionEvaluation:
 
     report: ProtectionReport
     samples: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-    restricted_fraction: dict[str, dict[str, float]] = field(default_factory=dict)
     # Per stage and role: the fraction of the samples the classifier assigns to each of its classes.
     sample_domains: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     # Per stage (``no attack``, ``original domain`` or an attack name, first seed) and role: denoising MSE per timestep.
     per_timestep: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+
+    @property
+    def restricted_fraction(self) -> dict[str, dict[str, float]]:
+        """Per stage and role: the fraction of the samples the classifier assigns to the restricted domain."""
+        name = DOMAIN_NAMES[RESTRICTED]
+        return {stage: {role: domains[name] for role, domains in by_role.items()}
+                for stage, by_role in self.sample_domains.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"denoising": self.report.to_dict(), "restricted_sample_fraction": self.restricted_fraction,
@@ -118,9 +124,7 @@ def evaluate_diffusion_protection(
         if samples is not None:
             images = generate(model, scheduler, samples.count, samples.inference_steps, samples.seed)
             evaluation.samples.setdefault(stage, {})[role] = images
-            domains = domain_fractions(samples.classifier, images)
-            evaluation.sample_domains.setdefault(stage, {})[role] = domains
-            evaluation.restricted_fraction.setdefault(stage, {})[role] = domains[DOMAIN_NAMES[RESTRICTED]]
+            evaluation.sample_domains.setdefault(stage, {})[role] = domain_fractions(samples.classifier, images)
 
     # Every timestep has as many noised images, so the mean of the per-timestep MSEs is the headline MSE.
     if original_eval is not None:
